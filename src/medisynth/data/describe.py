@@ -1,0 +1,166 @@
+"""``medisynth info``: a description of any supported file or folder.
+
+>>> import numpy as np, tempfile, pathlib
+>>> from PIL import Image as PILImage
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "xray.png"
+>>> PILImage.fromarray(np.arange(12, dtype=np.uint16).reshape(3, 4) * 1000).save(path)
+>>> d = describe(path)
+>>> d.fields["shape"], d.fields["stored type"], d.fields["intensity range"]
+([1, 3, 4], 'uint16', [0.0, 11000.0])
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medisynth.data.dicom import is_dicom_file, list_dicom_series, read_dicom_slices
+from medisynth.data.image import Image
+from medisynth.data.io import detect_format, read_image, read_image_folder, read_medmnist
+from medisynth.errors import ReadError
+
+
+@dataclass
+class Description:
+    """What ``medisynth info`` prints: a kind and ordered fields."""
+
+    path: str
+    kind: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    parts: list[Description] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": self.path, "kind": self.kind, **self.fields}
+        if self.parts:
+            out["parts"] = [p.to_dict() for p in self.parts]
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=_jsonable)
+
+    def to_text(self, indent: str = "") -> str:
+        lines = [f"{indent}{self.path}  [{self.kind}]"]
+        width = max((len(k) for k in self.fields), default=0)
+        for key, value in self.fields.items():
+            lines.append(f"{indent}  {key:<{width}}  {_format(value)}")
+        for part in self.parts:
+            lines.append(part.to_text(indent + "  "))
+        return "\n".join(lines)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)) and all(isinstance(v, float) for v in value):
+        return "(" + ", ".join(f"{v:.6g}" for v in value) + ")"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_format(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _range(array: np.ndarray) -> list[float]:
+    finite = array[np.isfinite(array)]
+    return [float(finite.min()), float(finite.max())] if finite.size else [float("nan")] * 2
+
+
+def describe_image(image: Image) -> Description:
+    """Shape, spacing, modality, stored type, range and geometry of one image."""
+    kind = {2: "2D image", 3: "3D volume"}[image.ndim]
+    fields: dict[str, Any] = {
+        "format": image.meta.get("format", ""),
+        "shape": list(image.array.shape),
+        "axes": "C, " + ", ".join(["H", "W"] if image.ndim == 2 else ["D/i", "H/j", "W/k"]),
+        "spacing (mm)": list(image.spacing),
+        "modality": image.modality or "unknown (set it with --modality when it matters)",
+        "stored type": image.source_dtype,
+        "intensity range": list(image.intensity_range),
+        "orientation": "".join(_axis_codes(image.affine)),
+        "origin (mm, RAS)": [round(float(v), 3) for v in image.affine[:3, 3]],
+        "fingerprint": image.fingerprint[:16],
+    }
+    for key in ("geometry", "photometric_note", "pixel_spacing", "SeriesDescription", "files"):
+        if key in image.meta:
+            fields[key.replace("_", " ")] = image.meta[key]
+    return Description(image.path, kind, fields)
+
+
+def _axis_codes(affine: np.ndarray) -> list[str]:
+    import nibabel as nib
+
+    return list(nib.aff2axcodes(affine))
+
+
+def describe(path: str | Path) -> Description:
+    """Describe a file or folder that medisynth can read.
+
+    Files: one image (shape, spacing, modality, stored type, intensity range, orientation) or a
+    MedMNIST npz (splits, shapes, label counts). Folders: a DICOM series (the volume), several
+    series (one line each), or an image folder (count, shape, class counts, unreadable files).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ReadError(path, "no such file or folder", "check the path")
+    if path.is_file():
+        if detect_format(path) == "npz":
+            return _describe_medmnist(path)
+        return describe_image(read_image(path))
+    files = [p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
+    if not files and not any(p.is_dir() for p in path.iterdir()):
+        raise ReadError(path, "the folder is empty", "point to a folder with images")
+    if any(is_dicom_file(p) for p in files):
+        series = list_dicom_series(path)
+        if len(series) == 1:
+            return describe_image(read_image(path))
+        parts = []
+        for uid, members in series.items():
+            try:
+                parts.append(describe_image(read_dicom_slices(members, path)))
+            except ReadError as err:
+                parts.append(Description(uid, "unreadable series", {"error": str(err)}))
+        return Description(str(path), f"folder of {len(series)} DICOM series", {}, parts)
+    folder = read_image_folder(path, skip_bad=True)
+    fields: dict[str, Any] = {
+        "images": len(folder.files),
+        "shape": list(folder.images.shape[1:]),
+        "stored type": folder.source_dtype,
+        "intensity range": _range(folder.images),
+        "classes": folder.class_counts(),
+        "fingerprint": folder.fingerprint[:16],
+    }
+    if folder.skipped:
+        fields["skipped"] = len(folder.skipped)
+        fields["skipped files"] = "; ".join(f"{f.name}: {why}" for f, why in folder.skipped[:5])
+    return Description(str(path), "image folder", fields)
+
+
+def _describe_medmnist(path: Path) -> Description:
+    data = read_medmnist(path)
+    parts = []
+    for split in data.splits:
+        images = data.images[split]
+        parts.append(
+            Description(
+                split,
+                "split",
+                {
+                    "images": int(images.shape[0]),
+                    "shape": list(images.shape[1:]),
+                    "intensity range": _range(images),
+                    "label counts": data.class_counts(split),
+                },
+            )
+        )
+    fields = {"stored type": data.source_dtype, "fingerprint": data.fingerprint[:16]}
+    return Description(str(path), "MedMNIST collection", fields, parts)

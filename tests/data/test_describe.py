@@ -1,0 +1,59 @@
+"""``describe`` and ``medisynth info``: the facts a user needs, and clean errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from medisynth.cli import main
+from medisynth.data.describe import describe
+
+
+def test_describes_a_dicom_series(shared_data: Path) -> None:
+    d = describe(shared_data / "niivue_volumes" / "dicom_series")
+    assert d.kind == "3D volume"
+    assert d.fields["shape"] == [1, 3, 512, 512]
+    assert d.fields["modality"] == "MR"
+    assert d.fields["spacing (mm)"][1:] == pytest.approx([0.41015625, 0.41015625])
+
+
+def test_describes_medmnist_label_counts(shared_data: Path) -> None:
+    d = describe(shared_data / "breastmnist" / "breastmnist.npz")
+    train = next(p for p in d.parts if p.path == "train")
+    assert train.fields["label counts"] == {0: 147, 1: 399}
+
+
+def test_info_prints_json_and_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for label in ("a", "b"):
+        for i in range(2):
+            (tmp_path / label).mkdir(exist_ok=True)
+            PILImage.fromarray(np.full((4, 4), i * 1000, np.uint16)).save(
+                tmp_path / label / f"{i}.png"
+            )
+    assert main(["info", str(tmp_path), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["classes"] == {"a": 2, "b": 2}
+    assert payload["stored type"] == "uint16"
+    assert main(["info", str(tmp_path / "a" / "1.png")]) == 0
+    assert "intensity range" in capsys.readouterr().out
+
+
+def test_info_errors_are_one_clean_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "scan.nii.gz"
+    bad.write_bytes(b"\x1f\x8b\x08\x00garbage")
+    assert main(["info", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "scan.nii.gz" in err and "Traceback" not in err
+    assert main(["info", str(tmp_path / "missing.dcm")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_info_refuses_seg_cleanly(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", str(shared_data / "pydicom_samples" / "liver.dcm")]) == 2
+    assert "not an image" in capsys.readouterr().err

@@ -1,0 +1,72 @@
+"""Intensity maps: the right rule per modality, exact inverses, serialisation, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from medisynth.data.intensity import (
+    CT_WINDOWS,
+    IntensityMap,
+    fit_intensity_map,
+    intensity_map_from_dict,
+)
+from medisynth.errors import ConfigError
+
+
+def test_ct_window_maps_the_window_edges_to_minus_one_and_one() -> None:
+    m = fit_intensity_map([np.zeros(3)], modality="CT", ct_window="lung")
+    centre, width = CT_WINDOWS["lung"]
+    edges = np.array([centre - width / 2, centre, centre + width / 2], np.float32)
+    np.testing.assert_allclose(m.forward(edges), [-1.0, 0.0, 1.0], atol=1e-6)
+    assert m.forward(np.array([-3000.0]))[0] == -1.0  # clipped
+
+
+def test_mr_uses_robust_percentiles_of_the_foreground() -> None:
+    rng = np.random.default_rng(0)
+    volume = np.zeros((20, 20, 20), np.float32)
+    volume[5:15, 5:15, 5:15] = rng.gamma(4.0, 100.0, size=(10, 10, 10))
+    volume[7, 7, 7] = 1e6  # one hot voxel must not set the scale
+    m = fit_intensity_map([volume], modality="MR")
+    foreground = volume[volume != 0]
+    assert m.low == pytest.approx(np.percentile(foreground, 0.5))
+    assert m.high == pytest.approx(np.percentile(foreground, 99.5))
+    assert m.high < 1e5
+    assert m.kind == "percentile"
+
+
+def test_integer_images_are_scaled_by_their_type_range_and_invert_exactly() -> None:
+    values = np.arange(0, 65536, 7, dtype=np.uint16)
+    m = fit_intensity_map([values], modality="CR", source_dtype="uint16")
+    assert (m.low, m.high, m.clip) == (0.0, 65535.0, False)
+    y = m.forward(values.astype(np.float32))
+    assert y.min() >= -1 and y.max() <= 1
+    np.testing.assert_array_equal(np.round(m.inverse(y)).astype(np.uint16), values)
+
+
+def test_inverse_is_exact_inside_the_window_for_numpy_and_torch() -> None:
+    m = IntensityMap.window("CT", centre=40, width=400)
+    hu = np.arange(-160, 241, dtype=np.float32)
+    np.testing.assert_array_equal(np.round(m.inverse(m.forward(hu))), hu)
+    t = torch.from_numpy(hu)
+    assert torch.equal(torch.round(m.inverse(m.forward(t))), t)
+
+
+def test_map_serialises_through_json() -> None:
+    m = IntensityMap.percentile([np.arange(100.0)], modality="MR")
+    restored = intensity_map_from_dict(json.loads(json.dumps(m.to_dict())))
+    assert restored == m
+
+
+def test_bad_maps_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="low < high"):
+        IntensityMap(5.0, 5.0)
+    with pytest.raises(ConfigError, match="unknown CT window 'lungs'.*lung"):
+        IntensityMap.ct_preset("lungs")
+    with pytest.raises(ConfigError, match="unknown intensity-map keys"):
+        intensity_map_from_dict({"low": 0, "high": 1, "gamma": 2})
+    with pytest.raises(ConfigError, match="empty"):
+        IntensityMap.percentile([np.array([np.nan])])
