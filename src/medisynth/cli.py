@@ -42,11 +42,14 @@ def _main_options(
 def info(
     path: Path = typer.Argument(..., help="A file or folder: NIfTI, DICOM, PNG/TIFF/JPEG, npz."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+    series: str | None = typer.Option(
+        None, "--series", help="Series Instance UID, for a folder holding several DICOM series."
+    ),
 ) -> None:
     """Describe an image, volume, DICOM series, MedMNIST file or image folder."""
     from medisynth.data.describe import describe
 
-    description = describe(path)
+    description = describe(path, series_uid=series)
     typer.echo(description.to_json() if as_json else description.to_text())
 
 

@@ -57,3 +57,14 @@ def test_info_errors_are_one_clean_message(
 def test_info_refuses_seg_cleanly(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", str(shared_data / "pydicom_samples" / "liver.dcm")]) == 2
     assert "not an image" in capsys.readouterr().err
+
+
+def test_info_picks_one_series_of_several(
+    shared_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pydicom
+
+    folder = shared_data / "pydicom_samples"
+    uid = str(pydicom.dcmread(folder / "MR_small.dcm").SeriesInstanceUID)
+    assert main(["info", str(folder), "--series", uid, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["shape"] == [1, 64, 64]

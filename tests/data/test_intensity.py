@@ -18,7 +18,7 @@ from medisynth.errors import ConfigError
 
 
 def test_ct_window_maps_the_window_edges_to_minus_one_and_one() -> None:
-    m = fit_intensity_map([np.zeros(3)], modality="CT", ct_window="lung")
+    m = fit_intensity_map([np.array([-1000.0, 40.0])], modality="CT", ct_window="lung")
     centre, width = CT_WINDOWS["lung"]
     edges = np.array([centre - width / 2, centre, centre + width / 2], np.float32)
     np.testing.assert_allclose(m.forward(edges), [-1.0, 0.0, 1.0], atol=1e-6)
@@ -70,3 +70,9 @@ def test_bad_maps_are_config_errors() -> None:
         intensity_map_from_dict({"low": 0, "high": 1, "gamma": 2})
     with pytest.raises(ConfigError, match="empty"):
         IntensityMap.percentile([np.array([np.nan])])
+
+
+def test_data_labelled_ct_but_not_in_hounsfield_units_is_refused() -> None:
+    png_export = np.arange(256, dtype=np.float32)
+    with pytest.raises(ConfigError, match="do not look like Hounsfield"):
+        fit_intensity_map([png_export], modality="CT", source_dtype="uint8")

@@ -102,16 +102,19 @@ def _axis_codes(affine: np.ndarray) -> list[str]:
     return list(nib.aff2axcodes(affine))
 
 
-def describe(path: str | Path) -> Description:
+def describe(path: str | Path, series_uid: str | None = None) -> Description:
     """Describe a file or folder that medisynth can read.
 
     Files: one image (shape, spacing, modality, stored type, intensity range, orientation) or a
     MedMNIST npz (splits, shapes, label counts). Folders: a DICOM series (the volume), several
     series (one line each), or an image folder (count, shape, class counts, unreadable files).
+    ``series_uid`` picks one series of a folder that holds several.
     """
     path = Path(path)
     if not path.exists():
         raise ReadError(path, "no such file or folder", "check the path")
+    if series_uid is not None:
+        return describe_image(read_image(path, series_uid=series_uid))
     if path.is_file():
         if detect_format(path) == "npz":
             return _describe_medmnist(path)

@@ -203,6 +203,16 @@ def intensity_map_from_dict(data: dict[str, Any]) -> IntensityMap:
     return IntensityMap(**data)
 
 
+def _check_hounsfield(arrays: Sequence[np.ndarray]) -> None:
+    """CT in HU holds air (about -1000) somewhere; data that never goes below -200 is not HU."""
+    minima = [float(np.nanmin(a)) for a in arrays if np.size(a)]
+    if minima and min(minima) > -200:
+        raise ConfigError(
+            f"the data are labelled CT but do not look like Hounsfield units (minimum "
+            f"{min(minima):g}, while air is about -1000 HU)",
+        )
+
+
 def fit_intensity_map(
     arrays: Sequence[np.ndarray],
     modality: str = "",
@@ -212,7 +222,8 @@ def fit_intensity_map(
 ) -> IntensityMap:
     """Choose the intensity map a modality calls for.
 
-    * ``CT`` (values in HU): the window ``ct_window`` from :data:`CT_WINDOWS`.
+    * ``CT`` (values in HU): the window ``ct_window`` from :data:`CT_WINDOWS`. Data labelled CT
+      that never go below -200 are refused: they are not in HU (wrong modality, or a PNG export).
     * ``uint8``/``uint16`` sources other than CT and MR (PNG, X-ray, ultrasound, ...): the range
       of the type.
     * everything else (MR, PET, float data): robust percentiles.
@@ -223,6 +234,7 @@ def fit_intensity_map(
     """
     modality = modality.upper()
     if modality == "CT":
+        _check_hounsfield(arrays)
         return IntensityMap.ct_preset(ct_window)
     if modality != "MR" and source_dtype in ("uint8", "uint16"):
         return IntensityMap.integer_range(source_dtype, modality=modality)
