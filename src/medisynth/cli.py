@@ -53,6 +53,125 @@ def info(
     typer.echo(description.to_json() if as_json else description.to_text())
 
 
+# --------------------------------------------------------------------------- train
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="Run config (YAML); see examples/*.yaml."),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override a setting: --set train.steps=500 (repeatable)."
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue from <train.out_dir>/checkpoints/last.pt."
+    ),
+) -> None:
+    """Train a GAN; writes checkpoints, sample grids, metrics and a model package."""
+    import os
+
+    from medisynth.config import load_config
+    from medisynth.training.engine import Trainer
+
+    result = Trainer(load_config(config, set_)).fit(resume=resume)
+    if result.world_size == 1 or int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(
+            f"{result.status}: {result.steps} steps in {result.wall_seconds:.0f} s "
+            f"({result.images_per_second:.0f} images/s, {result.precision} on {result.device})"
+        )
+        typer.echo(
+            f"model package: {result.package}"
+            if result.package
+            else f"checkpoint: {result.checkpoint} (continue with --resume)"
+        )
+    if result.status == "interrupted":
+        raise typer.Exit(130)
+
+
+# --------------------------------------------------------------------------- generate
+@app.command()
+def generate(
+    model: Path = typer.Argument(..., help="A model package folder (<run>/model)."),
+    n: int | None = typer.Option(None, "-n", help="Number of images."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder (new or empty)."),
+    fmt: str = typer.Option("png", "--format", "-f", help="png, nifti or npz."),
+    class_balance: str | None = typer.Option(
+        None, "--class-balance", help="'0.5,0.5' (weights in class order) or '0:300,1:700'."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Noise seed; the same seed gives the same images."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an earlier generated set in OUT."
+    ),
+) -> None:
+    """Generate a labelled synthetic dataset in the source's units."""
+    from medisynth.generate import generate as run_generate
+
+    result = run_generate(
+        model,
+        n,
+        out,
+        fmt=fmt,
+        class_balance=class_balance,
+        seed=seed,
+        overwrite=overwrite,
+        progress=True,
+    )
+    typer.echo(
+        f"wrote {result.count} images ({result.format}) to {result.out_dir}: {result.class_counts}"
+    )
+
+
+# --------------------------------------------------------------------------- demo
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo-output"), "--out", help="Output folder."),
+    minutes: float = typer.Option(6.0, "--minutes", help="Training time budget."),
+    steps: int = typer.Option(4000, "--steps", help="Maximum training steps."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Offline demo: a class-conditional GAN on MNI152 brain slices (3 views)."""
+    from medisynth.demo import run_demo
+
+    summary = run_demo(out, minutes=minutes, steps=steps, seed=seed)
+    typer.echo(f"demo done: see {out / 'summary.md'}")
+    diversity = summary["diversity"]
+    typer.echo(
+        f"median nearest-neighbour L2: synthetic {diversity['synthetic_median_nn_l2']}, "
+        f"real {diversity['real_median_nn_l2']}"
+    )
+
+
+# --------------------------------------------------------------------------- export / push
+@app.command()
+def export(
+    source: Path = typer.Argument(..., help="An image, volume or DICOM series folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="A new or empty output folder."),
+    model_id: str = typer.Option(..., "--model-id", help="The model that made the images."),
+    modality: str | None = typer.Option(None, help="CT or MR for volumes; recorded for 2D."),
+    description: str | None = typer.Option(None, help="Series description."),
+) -> None:
+    """Export synthetic images as DICOM flagged Synthetic Data = YES (no patient data)."""
+    from medisynth.data.io import read_image
+    from medisynth.export.dicom import export_dicom
+
+    files = export_dicom(read_image(source), out, model_id, modality, description)
+    typer.echo(f"wrote {len(files)} DICOM file(s) to {out}")
+
+
+@app.command()
+def push(
+    paths: list[Path] = typer.Argument(..., help="DICOM files or folders to send."),
+    to: str = typer.Option(..., "--to", help="dicom://AET@host:port or dicomweb://host:port/path"),
+    aet: str = typer.Option("MEDISYNTH", "--aet", help="Our (calling) AE title."),
+    timeout: float = typer.Option(30.0, help="Seconds to wait for the server."),
+    allow_real: bool = typer.Option(
+        False, "--allow-real", help="Also send objects not flagged Synthetic Data = YES."
+    ),
+) -> None:
+    """Send DICOM to a PACS by C-STORE or DICOMweb STOW-RS; fails unless all arrive."""
+    from medisynth.export.pacs import push as push_files
+
+    result = push_files(paths, to, calling_aet=aet, timeout=timeout, allow_real=allow_real)
+    typer.echo(result.summary())
+
+
 # --------------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status instead of raising on user errors."""

@@ -90,7 +90,15 @@ def describe_image(image: Image) -> Description:
         "origin (mm, RAS)": [round(float(v), 3) for v in image.affine[:3, 3]],
         "fingerprint": image.fingerprint[:16],
     }
-    for key in ("geometry", "photometric_note", "pixel_spacing", "SeriesDescription", "files"):
+    for key in (
+        "geometry",
+        "photometric_note",
+        "pixel_spacing",
+        "SeriesDescription",
+        "files",
+        "SyntheticData",
+        "DerivationDescription",
+    ):
         if key in image.meta:
             fields[key.replace("_", " ")] = image.meta[key]
     return Description(image.path, kind, fields)

@@ -43,6 +43,8 @@ _COLOUR = {"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL
 #: Non-identifying tags kept as metadata. Patient, institution and operator data never are.
 _META_KEYWORDS = (
     "Modality",
+    "SyntheticData",
+    "DerivationDescription",
     "SOPClassUID",
     "Manufacturer",
     "ManufacturerModelName",
