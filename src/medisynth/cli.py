@@ -172,29 +172,74 @@ def push(
     typer.echo(result.summary())
 
 
+# --------------------------------------------------------------------------- validate
+@app.command()
+def validate(
+    real: str = typer.Option(
+        ..., "--real", help="Real set: FILE.npz:split, image/NIfTI folder, .npy."
+    ),
+    synthetic: str = typer.Option(..., "--synthetic", help="Synthetic set (same forms)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Report folder."),
+    train: str | None = typer.Option(None, "--train", help="The generator's training set."),
+    heldout: str | None = typer.Option(
+        None, "--heldout", help="Real images unseen in training (calibrates memorisation)."
+    ),
+    metrics: str = typer.Option(
+        "fid,kid,prdc,diversity,memorization",
+        "--metrics",
+        help="Comma-separated: fid, kid, frd, prdc, diversity, memorization, paired, utility.",
+    ),
+    extractor: str = typer.Option(
+        "inception",
+        "--extractor",
+        help="inception, radiomics, radiomics-lite, pixels, torchscript:PATH, onnx:PATH.",
+    ),
+    window: str = typer.Option(
+        "auto", "--range", help="Intensity window to [0, 1]: auto or LO,HI."
+    ),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Feature cache folder."),
+    seeds: int = typer.Option(3, "--seeds", help="Seeds of the utility experiment."),
+    epochs: int = typer.Option(20, "--epochs", help="Epochs of the utility classifier."),
+    seed: int = typer.Option(0, "--seed", help="Seed of subsets, k-means and utility."),
+) -> None:
+    """Compare synthetic with real images: fidelity, diversity, memorisation, utility -> report."""
+    from medisynth.validate.protocol import ValidateOptions
+    from medisynth.validate.protocol import validate as run
+
+    options = ValidateOptions(
+        metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
+        extractor=extractor,
+        window=window,
+        cache_dir=None if cache_dir is None else str(cache_dir),
+        seeds=seeds,
+        epochs=epochs,
+        seed=seed,
+        progress=sys.stderr.isatty(),
+    )
+    report = run(real, synthetic, output, options, train=train, heldout=heldout)
+    for line in report["verdicts"]:
+        typer.echo(line)
+    typer.echo(f"report: {output / 'report.json'}, {output / 'report.html'}")
+
+
 # --------------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit status instead of raising on user errors."""
+    """Run the CLI and return its exit status: 0 done, 2 a usage or user error (one message, no
+    traceback), 3 an internal error, 130 interrupted."""
     try:
-        app(args=argv, standalone_mode=False)
+        # standalone mode: usage errors print the usage line and exit with status 2
+        app(args=argv, prog_name="medisynth")
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     except MedisynthError as err:
         if _state["debug"]:
             raise
         typer.echo(f"error: {err}", err=True)
         return 2
-    except (typer.Abort, KeyboardInterrupt):
-        typer.echo("aborted", err=True)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
         return 130
-    except typer.Exit as done:
-        return int(done.exit_code or 0)
-    except SystemExit as done:
-        return int(done.code or 0) if isinstance(done.code, int) else 1
-    except Exception as err:  # noqa: BLE001 - the last guard before a bare traceback
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            return err.exit_code
+    except Exception as err:  # the last guard before a bare traceback
         if _state["debug"]:
             raise
         typer.echo(

@@ -68,3 +68,10 @@ def test_info_picks_one_series_of_several(
     uid = str(pydicom.dcmread(folder / "MR_small.dcm").SeriesInstanceUID)
     assert main(["info", str(folder), "--series", uid, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["shape"] == [1, 64, 64]
+
+
+def test_usage_errors_exit_2_without_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info"]) == 2
+    assert main(["no-such-command"]) == 2
+    err = capsys.readouterr().err
+    assert "Missing argument" in err and "No such command" in err and "Traceback" not in err
