@@ -115,6 +115,7 @@ def _dicom_world(ds: pydicom.Dataset, row: float, col: float) -> np.ndarray:
     return lps * np.array([-1, -1, 1])
 
 
+@pytest.mark.filterwarnings("ignore:The DICOM readers are highly experimental")
 def test_single_slice_geometry_matches_dicom_formula_and_nibabel(shared_data: Path) -> None:
     from nibabel.nicom import dicomwrappers
 

@@ -12,16 +12,18 @@ affine maps those indices to RAS+ mm (DICOM's LPS with x and y negated).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from medisynth.data.image import Image, combine_fingerprints, sha256_file
-from medisynth.errors import NonImageObjectError, ReadError, SeriesError
+from medisynth.data.limits import check_elements
+from medisynth.errors import MedisynthError, NonImageObjectError, ReadError, SeriesError
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,22 @@ _META_KEYWORDS = (
     "KVP",
     "ConvolutionKernel",
 )
+
+
+@contextlib.contextmanager
+def _damaged_dicom(path: Path) -> Iterator[None]:
+    """pydicom decodes elements lazily, so a damaged element can fail at first use anywhere:
+    turn such failures into a ReadError naming the file."""
+    try:
+        yield
+    except MedisynthError:
+        raise
+    except Exception as err:
+        raise ReadError(
+            path,
+            f"damaged DICOM file ({type(err).__name__}: {err})",
+            "re-export it from the source system",
+        ) from err
 
 
 def is_dicom_file(path: Path) -> bool:
@@ -113,7 +131,12 @@ def _refuse_non_image(ds: Any, path: Path) -> None:
     if reason is not None:
         raise NonImageObjectError(path, reason, "give the image series it refers to instead")
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        raise NonImageObjectError(path, "the DICOM object has no pixel data")
+        raise ReadError(
+            path,
+            "the DICOM object has no pixel data (a truncated or damaged file, or an object "
+            "that is not an image)",
+            "re-export it from the source system",
+        )
 
 
 def _meta(ds: Any) -> dict[str, Any]:
@@ -156,14 +179,19 @@ def _functional(ds: Any, frame: int | None, sequence: str, keyword: str) -> Any:
 
 def _pixels(ds: Any, path: Path) -> np.ndarray:
     """Stored values as float32, frames first, channels last for colour."""
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    check_elements(path, (frames, int(ds.get("Rows", 0)), int(ds.get("Columns", 0)), samples))
     try:
         arr = ds.pixel_array
     except Exception as err:
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        name = getattr(syntax, "name", str(syntax))
+        name, compressed = "unknown transfer syntax", False
+        with contextlib.suppress(Exception):
+            syntax = ds.file_meta.TransferSyntaxUID
+            name, compressed = str(syntax.name), bool(syntax.is_compressed)
         hint = (
             "install a decoder for this compression (e.g. pylibjpeg with pylibjpeg-openjpeg)"
-            if syntax is not None and getattr(syntax, "is_compressed", False)
+            if compressed
             else "the pixel data is damaged; re-export the file"
         )
         raise ReadError(path, f"cannot decode pixel data ({name}): {err}", hint) from err
@@ -201,8 +229,13 @@ def _rescaled(ds: Any, stored: np.ndarray, frames: int, path: Path) -> np.ndarra
         frame = index if frames > 1 else None
         slope = _functional(ds, frame, "PixelValueTransformationSequence", "RescaleSlope")
         intercept = _functional(ds, frame, "PixelValueTransformationSequence", "RescaleIntercept")
-        slope = 1.0 if slope in (None, "") else float(slope)
-        intercept = 0.0 if intercept in (None, "") else float(intercept)
+        try:
+            slope = 1.0 if slope in (None, "") else float(slope)
+            intercept = 0.0 if intercept in (None, "") else float(intercept)
+        except (TypeError, ValueError):
+            raise ReadError(
+                path, f"invalid Rescale Slope/Intercept ({slope!r}, {intercept!r})"
+            ) from None
         if not (np.isfinite(slope) and np.isfinite(intercept)) or slope == 0:
             raise ReadError(path, f"invalid Rescale Slope/Intercept ({slope}, {intercept})")
         if slope != 1.0 or intercept != 0.0:
@@ -392,6 +425,11 @@ def read_dicom_file(path: str | Path) -> Image:
     ('CT', (128, 128))
     """
     path = Path(path)
+    with _damaged_dicom(path):
+        return _read_dicom_file(path)
+
+
+def _read_dicom_file(path: Path) -> Image:
     ds = _dcmread(path)
     _refuse_non_image(ds, path)
     stored = _pixels(ds, path)
@@ -418,17 +456,24 @@ def read_dicom_file(path: str | Path) -> Image:
 
 def list_dicom_series(folder: str | Path) -> dict[str, list[Path]]:
     """Group the DICOM image files of a folder (not recursive) by Series Instance UID."""
-    folder = Path(folder)
+    return _scan_folder(Path(folder))[0]
+
+
+def _scan_folder(folder: Path) -> tuple[dict[str, list[Path]], list[Path]]:
+    """(image files by series, non-image DICOM objects skipped)."""
     series: dict[str, list[Path]] = defaultdict(list)
+    skipped: list[Path] = []
     for file in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
         if not is_dicom_file(file) and file.suffix.lower() not in (".dcm", ".dicom"):
             continue
-        ds = _dcmread(file, stop_before_pixels=True)
-        if _non_image_reason(ds) is not None:
-            log.debug("skipping non-image DICOM object %s", file)
-            continue
-        series[str(ds.get("SeriesInstanceUID", "unknown"))].append(file)
-    return dict(series)
+        with _damaged_dicom(file):
+            ds = _dcmread(file, stop_before_pixels=True)
+            if _non_image_reason(ds) is not None:
+                log.debug("skipping non-image DICOM object %s", file)
+                skipped.append(file)
+                continue
+            series[str(ds.get("SeriesInstanceUID", "unknown"))].append(file)
+    return dict(series), skipped
 
 
 def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> Image:
@@ -439,7 +484,14 @@ def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> Imag
         series_uid: which series to read when the folder holds several.
     """
     folder = Path(folder)
-    series = list_dicom_series(folder)
+    series, skipped = _scan_folder(folder)
+    if not series and skipped:
+        names = ", ".join(p.name for p in skipped[:3])
+        raise NonImageObjectError(
+            folder,
+            f"the folder holds only DICOM objects that are not images ({names})",
+            "give the folder of the image series they refer to",
+        )
     if not series:
         raise ReadError(folder, "no DICOM image files in this folder", "check the path")
     if series_uid is None:
@@ -459,6 +511,11 @@ def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> Imag
 def read_dicom_slices(files: Sequence[Path], name: str | Path) -> Image:
     """Read single-frame DICOM files of one series as a volume (``name`` labels errors)."""
     folder = Path(name)
+    with _damaged_dicom(folder):
+        return _read_dicom_slices(files, folder)
+
+
+def _read_dicom_slices(files: Sequence[Path], folder: Path) -> Image:
     if len(files) == 1:
         return read_dicom_file(files[0])
     datasets, slices = [], []

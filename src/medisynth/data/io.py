@@ -20,9 +20,9 @@ from __future__ import annotations
 import csv
 import gzip
 import logging
-import math
 import struct
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,12 +33,11 @@ import numpy as np
 
 from medisynth.data.dicom import is_dicom_file, read_dicom_file, read_dicom_series
 from medisynth.data.image import Image, LabeledArrays, combine_fingerprints, sha256_file
-from medisynth.errors import ReadError, UnsupportedFormatError
+from medisynth.data.limits import check_elements
+from medisynth.errors import ConfigError, ReadError, UnsupportedFormatError
 
 log = logging.getLogger(__name__)
 
-#: Largest array a read accepts (elements), a guard against corrupt headers claiming huge sizes.
-MAX_ELEMENTS = 2**31
 #: deflate cannot compress better than about 1032:1; a gzip claiming more is corrupt.
 _MAX_DEFLATE_RATIO = 1032
 
@@ -104,7 +103,7 @@ def format_from_content(path: Path) -> str | None:
         try:
             with gzip.open(path, "rb") as handle:
                 inner = handle.read(352)
-        except (OSError, EOFError):
+        except (OSError, EOFError, zlib.error):
             return "gzip"
         if _is_nifti_header(inner):
             return "nifti"
@@ -171,6 +170,24 @@ def read_image(
     path = Path(path)
     if not path.exists():
         raise ReadError(path, "no such file or folder", "check the path")
+    try:
+        image = _read_any(path, series_uid)
+    except (ReadError, ConfigError):
+        raise
+    except MemoryError as err:
+        raise ReadError(path, "not enough memory to read this image") from err
+    except Exception as err:  # a damaged file can fail deep inside a decoder
+        raise ReadError(
+            path,
+            f"unreadable or corrupt file ({type(err).__name__}: {err})",
+            "re-export or re-download it",
+        ) from err
+    if modality:
+        image.modality = modality.upper()
+    return image
+
+
+def _read_any(path: Path, series_uid: str | None) -> Image:
     if path.is_dir():
         if not any(p.is_file() for p in path.iterdir()):
             raise ReadError(path, "the folder is empty", "point to a folder with images")
@@ -182,41 +199,30 @@ def read_image(
                 "this folder holds raster images, not one DICOM series",
                 "read it as a dataset with read_image_folder() or `medisynth info`",
             )
-        image = read_dicom_series(path, series_uid)
-    else:
-        fmt = detect_format(path)
-        if fmt == "dicom":
-            image = read_dicom_file(path)
-        elif fmt in ("nifti", "mgh"):
-            image = read_nifti(path)
-        elif fmt in _RASTER:
-            image = read_raster(path, fmt)
-        elif fmt == "npy":
-            image = read_npy(path)
-        else:
-            raise UnsupportedFormatError(
-                path,
-                f"a {fmt} file is a collection, not one image",
-                "read it with read_medmnist() or `medisynth info`",
-            )
-    if modality:
-        image.modality = modality.upper()
-    return image
+        return read_dicom_series(path, series_uid)
+    if not path.is_file():
+        raise ReadError(path, "not a regular file (a pipe, socket or device)")
+    fmt = detect_format(path)
+    if fmt == "dicom":
+        return read_dicom_file(path)
+    if fmt in ("nifti", "mgh"):
+        return read_nifti(path)
+    if fmt in _RASTER:
+        return read_raster(path, fmt)
+    if fmt == "npy":
+        return read_npy(path)
+    raise UnsupportedFormatError(
+        path,
+        f"a {fmt} file is a collection, not one image",
+        "read it with read_medmnist() or `medisynth info`",
+    )
 
 
 def _check_size(
     path: Path, shape: Sequence[int], itemsize: int, compressed: bool, offset: int
 ) -> None:
-    elements = math.prod(int(s) for s in shape)
-    if elements <= 0:
-        raise ReadError(path, f"the header declares an empty array of shape {tuple(shape)}")
-    if elements > MAX_ELEMENTS:
-        raise ReadError(
-            path,
-            f"the header declares {elements:,} voxels (shape {tuple(shape)}), over the limit "
-            f"of {MAX_ELEMENTS:,}",
-            "the header is corrupt, or the image needs patch-wise reading",
-        )
+    """Refuse headers that declare more data than the file can hold."""
+    elements = check_elements(path, shape)
     needed = elements * itemsize
     size = path.stat().st_size
     if compressed and needed > _MAX_DEFLATE_RATIO * size + 65536:
@@ -233,6 +239,17 @@ def _check_size(
             f"the file has {size:,} bytes",
             "re-export or re-download the file",
         )
+
+
+def _gunzip_checked(path: Path) -> bytes:
+    try:
+        return gzip.decompress(path.read_bytes())
+    except (OSError, EOFError, zlib.error) as err:
+        raise ReadError(
+            path,
+            f"the gzip stream is damaged or truncated ({err})",
+            "re-export or re-download the file",
+        ) from err
 
 
 def read_nifti(path: str | Path) -> Image:
@@ -252,7 +269,13 @@ def read_nifti(path: str | Path) -> Image:
         compressed = path.name.lower().endswith((".gz", ".mgz"))
         offset = int(getattr(img.dataobj, "offset", 0) or 0)
         _check_size(path, shape, dtype.itemsize, compressed, offset)
+        if compressed:
+            # nibabel stops reading once it has the voxels, so a damaged gzip trailer (CRC,
+            # length) would pass unnoticed: decompress it whole, which checks both.
+            img = type(img).from_bytes(_gunzip_checked(path))
         data = np.asarray(img.dataobj)
+        if data.dtype.names:  # RGB24 / RGBA32 NIfTI: the colour fields become channels
+            data = np.stack([data[name] for name in data.dtype.names], axis=-1)
         affine = np.asarray(img.affine, dtype=np.float64)
         zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
     except ReadError:
@@ -290,7 +313,7 @@ def read_nifti(path: str | Path) -> Image:
         spacing=zooms[:3],
         affine=affine,
         modality="",
-        source_dtype=dtype.newbyteorder("=").name,
+        source_dtype=(dtype[0] if dtype.names else dtype).newbyteorder("=").name,
         meta=meta,
         fingerprint=sha256_file(path),
         path=str(path),
@@ -339,6 +362,8 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, tuple[float, ...], bool]:
     from PIL import Image as PILImage
 
     with PILImage.open(path) as opened:
+        bands = len(opened.getbands())
+        check_elements(path, (*opened.size, bands))
         opened.load()
         mode = opened.mode
         pil: Any = opened
