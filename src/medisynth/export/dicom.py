@@ -25,7 +25,7 @@ have no rescale in their IOD: their values are rounded to integers.
 >>> vol = Image(np.full((1, 4, 5, 3), -1000.0), spacing=(1, 1, 2), affine=np.diag([1, 1, 2, 1.0]),
 ...             modality="CT")
 >>> files = export_dicom(vol, out / "series", model_id="demo-gan")
->>> len(files), read_image(out / "series").array.min()
+>>> len(files), float(read_image(out / "series").array.min())
 (3, -1000.0)
 """
 

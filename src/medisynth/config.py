@@ -1,0 +1,279 @@
+"""Typed run configurations: pydantic models with strict keys, YAML in and out, dotted overrides.
+
+A run is described by :class:`RunConfig`: ``seed`` (the one seed that drives everything),
+``data`` (where images come from), ``model`` (the GAN family and its settings; the family's own
+pydantic model, found through :mod:`medisynth.gans`) and ``train`` (steps, precision,
+checkpoints, logging). Unknown keys are errors with a did-you-mean hint.
+
+>>> cfg = RunConfig.from_dict({"data": {"path": "x.npz"}, "train": {"steps": 10}},
+...                           overrides=["model.loss=lsgan", "seed=3"])
+>>> cfg.train.steps, cfg.model.family, cfg.model.loss, cfg.seed
+(10, 'dcgan', 'lsgan', 3)
+>>> try:
+...     RunConfig.from_dict({"train": {"stepz": 10}})
+... except ConfigError as err:
+...     print(err)  # doctest: +ELLIPSIS
+unknown key 'train.stepz'; did you mean 'steps'? (known keys in 'train': batch_size, ...)
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+)
+
+from medisynth.errors import ConfigError
+from medisynth.files import atomic_write_text
+
+
+class StrictModel(BaseModel):
+    """Base of every config model: unknown keys are rejected, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class FamilyConfig(StrictModel):
+    """Base of the settings of a GAN family; each family subclasses it (see ``medisynth.gans``)."""
+
+    family: str = "dcgan"
+
+
+class DataConfig(StrictModel):
+    """Where the training images come from.
+
+    Attributes:
+        format: ``"medmnist"`` (a MedMNIST-layout ``.npz`` at ``path``) or ``"mni152_views"``
+            (axial/coronal/sagittal slices of the MNI152 T1 template shipped with nilearn; the
+            demo's data, no file needed).
+        path: the data file; ``~`` and environment variables are expanded.
+        split: which split of the file to train on.
+        image_size: resize images to this size (pixels per side); ``None`` keeps the stored size.
+        class_names: names of the classes, in label order; default: the label numbers.
+    """
+
+    format: Literal["medmnist", "mni152_views"] = "medmnist"
+    path: str | None = None
+    split: str = "train"
+    image_size: int | None = Field(default=None, ge=8, le=1024)
+    class_names: list[str] | None = None
+
+    def resolved_path(self) -> Path:
+        """``path`` with ``~`` and ``$VARS`` expanded; a ConfigError when it is missing."""
+        if not self.path:
+            raise ConfigError(f"data.path is required for data.format={self.format!r}")
+        return Path(os.path.expandvars(os.path.expanduser(self.path)))
+
+
+class TrainConfig(StrictModel):
+    """How the engine trains: length, batch, device, precision, checkpoints, monitoring.
+
+    Attributes:
+        steps: number of optimisation steps (one step = one batch for D and G).
+        batch_size: images per step and per process (DDP multiplies it by the process count).
+        max_minutes: stop cleanly (checkpoint + model package) after this much wall time.
+        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+        precision: ``"auto"`` (bf16 autocast on a CPU with native bf16, fp16 AMP on CUDA, else
+            fp32), or one of ``"fp32"``, ``"bf16"``, ``"fp16"``.
+        channels_last: memory format of the networks; ``None`` = on whenever mixed precision is.
+        ema_decay: decay of the exponential moving average of the generator (0 disables).
+        checkpoint_every: write ``checkpoints/last.pt`` every this many steps (0: only at the end).
+        sample_every: write a sample grid PNG every this many steps (0: only at the end).
+        log_every: append a line to ``metrics.jsonl`` every this many steps.
+        divergence_threshold: a loss whose magnitude exceeds this counts as diverged.
+        num_workers: DataLoader worker processes.
+        out_dir: the run folder (checkpoints, samples, metrics, the model package).
+        progress: show a progress bar.
+        tensorboard: also log to TensorBoard when the ``tensorboard`` package is installed.
+    """
+
+    steps: int = Field(default=10_000, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    max_minutes: float | None = Field(default=None, gt=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    channels_last: bool | None = None
+    ema_decay: float = Field(default=0.999, ge=0.0, lt=1.0)
+    checkpoint_every: int = Field(default=1000, ge=0)
+    sample_every: int = Field(default=500, ge=0)
+    log_every: int = Field(default=50, ge=1)
+    divergence_threshold: float = Field(default=1e5, gt=0)
+    num_workers: int = Field(default=0, ge=0)
+    out_dir: str = "runs/medisynth"
+    progress: bool = True
+    tensorboard: bool = True
+
+
+class RunConfig(StrictModel):
+    """One training run. Build it with :meth:`from_dict` or :func:`load_config`."""
+
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: SerializeAsAny[FamilyConfig] = Field(default_factory=FamilyConfig, validate_default=True)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _family_settings(cls, value: Any) -> Any:
+        from medisynth.gans import get_family
+
+        if isinstance(value, FamilyConfig) and type(value) is not FamilyConfig:
+            return value
+        if isinstance(value, FamilyConfig):
+            value = value.model_dump()
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise ValueError("model must be a mapping with a 'family' key")
+        family = get_family(str(value.get("family", "dcgan")))
+        return family.config_class.model_validate({"family": "dcgan", **value})
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: dict[str, Any] | None = None,
+        overrides: list[str] | None = None,
+        source: str = "",
+    ) -> RunConfig:
+        """Validate a plain mapping (e.g. parsed YAML) after applying ``key=value`` overrides."""
+        data = copy.deepcopy(data) if data else {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source or 'config'}: the top level must be a mapping of keys")
+        for item in overrides or []:
+            apply_override(data, item)
+        check_keys(cls, data)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            raise ConfigError(_format_validation_error(err, source)) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/YAML-friendly mapping of every setting (defaults included)."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# ----------------------------------------------------------------------------- YAML in/out
+def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML run config, apply ``key=value`` overrides, validate strictly.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "run.yaml"
+    >>> _ = p.write_text("train:\\n  steps: 5\\n")
+    >>> load_config(p, ["train.batch_size=8"]).train.batch_size
+    8
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data)}")
+    return RunConfig.from_dict(data, overrides, source=str(path))
+
+
+def save_config(config: RunConfig, path: str | os.PathLike[str]) -> None:
+    """Write ``config`` as YAML, atomically."""
+    atomic_write_text(path, config.to_yaml())
+
+
+# ----------------------------------------------------------------------------- overrides
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Set ``a.b.c=value`` in a nested mapping; the value is parsed as YAML (``1e-4``, ``[0, 1]``).
+
+    >>> d = {"train": {"steps": 3}}
+    >>> apply_override(d, "train.steps=7"); d
+    {'train': {'steps': 7}}
+    """
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"override {item!r} must look like key=value, e.g. train.steps=500")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    parts = key.split(".")
+    node = data
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            where = ".".join(parts[: depth + 1])
+            raise ConfigError(f"override {item!r}: {where!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+# ----------------------------------------------------------------------------- strict keys
+def check_keys(model: type[BaseModel], data: Any, prefix: str = "") -> None:
+    """Raise ConfigError for the first key of ``data`` that ``model`` does not know."""
+    if not isinstance(data, dict):
+        return
+    if model is FamilyConfig or (isinstance(model, type) and issubclass(model, FamilyConfig)):
+        from medisynth.gans import get_family
+
+        model = get_family(str(data.get("family", "dcgan"))).config_class
+    fields = model.model_fields
+    for key, value in data.items():
+        if key not in fields:
+            known = sorted(fields)
+            where = f"{prefix}{key}"
+            close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            section = f"in {prefix[:-1]!r}" if prefix else "at the top level"
+            raise ConfigError(
+                f"unknown key {where!r}; {hint}(known keys {section}: {', '.join(known)})"
+            )
+        sub = _model_type(fields[key].annotation)
+        if sub is not None:
+            check_keys(sub, value, f"{prefix}{key}.")
+
+
+def _model_type(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_type(arg)
+        if found is not None:
+            return found
+    origin = getattr(annotation, "__origin__", None)
+    if isinstance(origin, type) and issubclass(origin, BaseModel):
+        return origin
+    # SerializeAsAny[X] is Annotated[X, ...]: its first metadata arg is X
+    inner = getattr(annotation, "__metadata__", None)
+    if inner is not None:
+        return _model_type(getattr(annotation, "__origin__", None))
+    return None
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for item in err.errors():
+        where = ".".join(str(p) for p in item["loc"] if not str(p).startswith("function-"))
+        got = item.get("input")
+        shown = "" if isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"{where}: {item['msg']}{shown}")
+    head = f"{source}: invalid config" if source else "invalid config"
+    return head + "\n  " + "\n  ".join(lines)

@@ -1,0 +1,49 @@
+"""GAN families: one module per family, found by name through a registry.
+
+Adding a family means one new module with a :class:`~medisynth.gans.base.GANFamily` subclass and
+one line in :data:`FAMILIES`.
+
+>>> get_family("dcgan").__name__
+'DCGAN'
+>>> try:
+...     get_family("stylegan9")
+... except Exception as err:
+...     print(err)
+unknown GAN family 'stylegan9'; known families: ...dcgan...
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+
+from medisynth.errors import ConfigError
+from medisynth.gans.base import DataInfo, GANFamily, StepContext
+
+#: family name -> "module:Class"; the modules are imported only when the family is used
+FAMILIES: dict[str, str] = {
+    "dcgan": "medisynth.gans.dcgan:DCGAN",
+}
+
+
+def family_names() -> list[str]:
+    """Names of the registered GAN families."""
+    return sorted(FAMILIES)
+
+
+def get_family(name: str) -> type[GANFamily]:
+    """The family class registered under ``name``; ConfigError listing the known ones otherwise."""
+    if name not in FAMILIES:
+        close = difflib.get_close_matches(name, FAMILIES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            f"unknown GAN family {name!r}{hint}; known families: {', '.join(family_names())}"
+        )
+    module_name, _, class_name = FAMILIES[name].partition(":")
+    family = getattr(importlib.import_module(module_name), class_name)
+    if not (isinstance(family, type) and issubclass(family, GANFamily)):
+        raise TypeError(f"{FAMILIES[name]} is not a GANFamily subclass")
+    return family
+
+
+__all__ = ["FAMILIES", "DataInfo", "GANFamily", "StepContext", "family_names", "get_family"]

@@ -1,0 +1,81 @@
+"""Adversarial losses and regularisers.
+
+Discriminator outputs are raw logits/scores of shape ``(N,)`` or ``(N, 1)``.
+
+>>> import torch
+>>> real, fake = torch.tensor([2.0, 1.5]), torch.tensor([-2.0, -1.0])
+>>> round(discriminator_loss("hinge", real, fake).item(), 4)
+0.0
+>>> generator_loss("wgan-gp", fake).item()
+1.5
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from medisynth.errors import ConfigError
+
+AdversarialLoss = Literal["bce", "lsgan", "hinge", "wgan-gp"]
+ADVERSARIAL_LOSSES: tuple[str, ...] = ("bce", "lsgan", "hinge", "wgan-gp")
+
+
+def _check(kind: str) -> None:
+    if kind not in ADVERSARIAL_LOSSES:
+        raise ConfigError(f"unknown loss {kind!r}; known losses: {', '.join(ADVERSARIAL_LOSSES)}")
+
+
+def discriminator_loss(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Loss of the discriminator given its outputs on real and on generated images."""
+    _check(kind)
+    real, fake = real.float(), fake.float()
+    if kind == "bce":  # -log sigmoid(r) - log(1 - sigmoid(f)), in the stable softplus form
+        return F.softplus(-real).mean() + F.softplus(fake).mean()
+    if kind == "lsgan":
+        return 0.5 * ((real - 1.0).pow(2).mean() + fake.pow(2).mean())
+    if kind == "hinge":
+        return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+    return fake.mean() - real.mean()  # wgan-gp (the penalty is added separately)
+
+
+def generator_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
+    """Loss of the generator given the discriminator's outputs on generated images."""
+    _check(kind)
+    fake = fake.float()
+    if kind == "bce":  # the non-saturating form
+        return F.softplus(-fake).mean()
+    if kind == "lsgan":
+        return 0.5 * (fake - 1.0).pow(2).mean()
+    return -fake.mean()  # hinge and wgan-gp
+
+
+def gradient_penalty(
+    critic: nn.Module,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """WGAN-GP penalty ``E[(||grad D(x_hat)|| - 1)^2]`` on random interpolates of real and fake.
+
+    >>> import torch
+    >>> critic = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 1))
+    >>> gp = gradient_penalty(critic, torch.zeros(2, 1, 2, 2), torch.ones(2, 1, 2, 2))
+    >>> bool(gp >= 0)
+    True
+    """
+    shape = (real.shape[0],) + (1,) * (real.ndim - 1)
+    alpha = torch.rand(shape, device=real.device, dtype=real.dtype)
+    mixed = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    scores = critic(mixed) if labels is None else critic(mixed, labels)
+    (grad,) = torch.autograd.grad(scores.float().sum(), mixed, create_graph=True)
+    return (grad.flatten(1).norm(2, dim=1) - 1.0).pow(2).mean()
+
+
+def r1_penalty(real_scores: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """R1 penalty ``E[||grad D(x_real)||^2] / 2``; ``real`` must have ``requires_grad=True``."""
+    (grad,) = torch.autograd.grad(real_scores.float().sum(), real, create_graph=True)
+    return 0.5 * grad.flatten(1).pow(2).sum(dim=1).mean()

@@ -1,0 +1,264 @@
+"""Model packages: everything needed to generate images, and to know how the model was made.
+
+A package is a folder::
+
+    weights.safetensors   the inference networks (EMA generator), no pickle
+    config.yaml           the full run config (seed, data, model, training settings)
+    intensity_map.json    the [-1, 1] <-> source-units map, applied in reverse when generating
+    model_card.json       data fingerprint, classes and their balance, training, versions, seed
+    model_card.md         the same for people
+
+>>> import tempfile, pathlib, torch
+>>> from medisynth.config import RunConfig
+>>> from medisynth.gans import get_family
+>>> from medisynth.gans.base import DataInfo
+>>> cfg = RunConfig.from_dict({"model": {"g_channels": 8, "latent_dim": 8}})
+>>> data = DataInfo(channels=1, spatial_shape=(28, 28), class_names=["a", "b"])
+>>> gan = get_family("dcgan").build(cfg.model, data, training=False)
+>>> folder = save_package(pathlib.Path(tempfile.mkdtemp()) / "model", gan, cfg)
+>>> load_package(folder).sample(2, labels=[0, 1]).shape
+torch.Size([2, 1, 28, 28])
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from medisynth.config import RunConfig
+from medisynth.data.intensity import IntensityMap, intensity_map_from_dict
+from medisynth.errors import ConfigError, ReadError
+from medisynth.files import atomic_write_text
+from medisynth.gans import get_family
+from medisynth.gans.base import DataInfo, GANFamily, StepContext
+
+log = logging.getLogger(__name__)
+
+PACKAGE_FORMAT = "medisynth-model-1"
+WEIGHTS = "weights.safetensors"
+CONFIG = "config.yaml"
+INTENSITY = "intensity_map.json"
+CARD_JSON = "model_card.json"
+CARD_MD = "model_card.md"
+
+INTENDED_USE = (
+    "Research: synthetic images to augment or share training data and to study generative "
+    "models. Not for diagnosis. Synthetic images must stay labelled as synthetic."
+)
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of the software that matters for reproducing a result."""
+    import medisynth
+
+    return {
+        "medisynth": medisynth.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
+
+
+def save_package(
+    folder: str | os.PathLike[str],
+    family: GANFamily,
+    config: RunConfig,
+    training: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``family``'s inference networks and their description as a package ``folder``.
+
+    The folder is assembled beside the target and renamed into place, so a reader never sees a
+    half-written package. An existing folder is replaced only if it is itself a package.
+    """
+    folder = Path(folder)
+    if folder.exists() and not (folder / CARD_JSON).is_file():
+        raise ConfigError(
+            f"{folder} exists and is not a medisynth model package; refusing to overwrite it"
+        )
+    data = family.data
+    tensors = {}
+    for net_name, net in family.inference_nets().items():
+        for key, value in net.state_dict().items():
+            tensors[f"{net_name}.{key}"] = value.detach().cpu().contiguous()
+    card = _card(family, config, training or {}, metrics or {})
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        save_file(
+            tensors,
+            str(staging / WEIGHTS),
+            metadata={"format": PACKAGE_FORMAT, "family": config.model.family},
+        )
+        atomic_write_text(staging / CONFIG, config.to_yaml())
+        atomic_write_text(
+            staging / INTENSITY, json.dumps(data.intensity_map.to_dict(), indent=2) + "\n"
+        )
+        atomic_write_text(staging / CARD_JSON, json.dumps(card, indent=2) + "\n")
+        atomic_write_text(staging / CARD_MD, model_card_markdown(card))
+        old = None
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+            os.replace(folder, old)
+        os.replace(staging, folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log.info("model package written to %s", folder)
+    return folder
+
+
+def _card(
+    family: GANFamily, config: RunConfig, training: dict[str, Any], metrics: dict[str, Any]
+) -> dict[str, Any]:
+    data = family.data
+    total = sum(data.class_counts.values())
+    balance = {
+        data.class_names[k]: round(v / total, 6) for k, v in sorted(data.class_counts.items())
+    }
+    return {
+        "format": PACKAGE_FORMAT,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "family": config.model.family,
+        "seed": config.seed,
+        "data": {**data.to_dict(), "class_balance": balance},
+        "model": config.model.model_dump(mode="json"),
+        "training": {**config.train.model_dump(mode="json"), **training},
+        "metrics": metrics,
+        "versions": software_versions(),
+        "intended_use": INTENDED_USE,
+    }
+
+
+def model_card_markdown(card: dict[str, Any]) -> str:
+    """A short human-readable model card from the JSON card."""
+    data, training = card["data"], card["training"]
+    classes = ", ".join(
+        f"{name} ({data['class_counts'].get(str(k), 0)} images)"
+        for k, name in enumerate(data["class_names"])
+    )
+    lines = [
+        f"# Model card: {card['family']} generator",
+        "",
+        f"- Created: {card['created']}",
+        f"- Seed: {card['seed']}",
+        f"- Data: {data['source'] or 'in-memory dataset'}",
+        f"- Data fingerprint (sha256): `{data['fingerprint'] or 'n/a'}`",
+        f"- Images: {data['channels']} channel(s), {' x '.join(map(str, data['spatial_shape']))}"
+        f", stored as {data['source_dtype']}{', ' + data['modality'] if data['modality'] else ''}",
+        f"- Classes: {classes}",
+        f"- Intensity map: {data['intensity_map'].get('description') or data['intensity_map']}",
+        f"- Training: {training.get('steps', '?')} steps, batch {training['batch_size']}, "
+        f"{training.get('precision', '?')} on {training.get('device', '?')}, "
+        f"{training.get('wall_seconds', '?')} s, status {training.get('status', '?')}",
+        f"- Settings: {json.dumps(card['model'])}",
+        f"- Versions: {', '.join(f'{k} {v}' for k, v in card['versions'].items())}",
+        "",
+        "## Intended use",
+        "",
+        card["intended_use"],
+        "",
+    ]
+    if card.get("metrics"):
+        lines += ["## Metrics", "", "```json", json.dumps(card["metrics"], indent=2), "```", ""]
+    return "\n".join(lines)
+
+
+@dataclass
+class ModelPackage:
+    """A loaded model package; :meth:`sample` draws images, :meth:`to_source_units` maps back."""
+
+    path: Path
+    config: RunConfig
+    data: DataInfo
+    card: dict[str, Any]
+    family: GANFamily
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.data.class_names)
+
+    @property
+    def intensity_map(self) -> IntensityMap:
+        return self.data.intensity_map
+
+    @property
+    def conditional(self) -> bool:
+        return bool(getattr(self.family, "num_classes", 0))
+
+    def sample(
+        self, n: int, labels: Sequence[int] | torch.Tensor | None = None, seed: int = 0
+    ) -> torch.Tensor:
+        """``n`` images in [-1, 1], ``(n, C, *spatial)``; the same seed gives the same images."""
+        label_tensor = None if labels is None else torch.as_tensor(labels, dtype=torch.long)
+        noise = torch.Generator().manual_seed(seed)
+        return self.family.sample(n, label_tensor, generator=noise)
+
+    def to_source_units(self, images: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Apply the inverse intensity map: [-1, 1] -> the training data's units (float32)."""
+        array = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+        array = np.clip(array.astype(np.float32), -1.0, 1.0)
+        return np.asarray(self.intensity_map.inverse(array), dtype=np.float32)
+
+
+def load_package(folder: str | os.PathLike[str], device: str = "cpu") -> ModelPackage:
+    """Read a package written by :func:`save_package` (or by training) for generation."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ReadError(folder, "no such model folder", "give the run's model/ folder")
+    missing = [n for n in (WEIGHTS, CONFIG, INTENSITY, CARD_JSON) if not (folder / n).is_file()]
+    if missing:
+        raise ReadError(
+            folder,
+            f"not a medisynth model package (missing {', '.join(missing)})",
+            "a trained run writes its package to <train.out_dir>/model",
+        )
+    try:
+        card = json.loads((folder / CARD_JSON).read_text(encoding="utf-8"))
+        config_data = yaml.safe_load((folder / CONFIG).read_text(encoding="utf-8"))
+        intensity = intensity_map_from_dict(
+            json.loads((folder / INTENSITY).read_text(encoding="utf-8"))
+        )
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ReadError(folder, f"damaged package metadata ({err})") from err
+    if card.get("format") != PACKAGE_FORMAT:
+        raise ReadError(folder, f"unsupported package format {card.get('format')!r}")
+    config = RunConfig.from_dict(config_data, source=str(folder / CONFIG))
+    data_fields = {k: v for k, v in card["data"].items() if k != "class_balance"}
+    data = DataInfo.from_dict(data_fields)
+    data.intensity_map = intensity
+    family = get_family(config.model.family).build(
+        config.model, data, StepContext(torch.device(device)), training=False
+    )
+    try:
+        tensors = load_file(str(folder / WEIGHTS))
+    except (SafetensorError, OSError) as err:
+        raise ReadError(folder / WEIGHTS, f"unreadable weights ({err})") from err
+    for name, net in family.inference_nets().items():
+        prefix = f"{name}."
+        state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as err:
+            raise ReadError(folder / WEIGHTS, f"weights do not fit the {name}: {err}") from err
+        net.eval()
+    return ModelPackage(path=folder, config=config, data=data, card=card, family=family)

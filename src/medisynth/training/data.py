@@ -1,0 +1,154 @@
+"""Training data for the engine: a dataset of dict items plus the :class:`DataInfo` that travels
+with the model, and a resumable, shardable batch order.
+
+>>> sampler = EpochBatchSampler(10, batch_size=4, seed=0)
+>>> first = [b for _, b in zip(range(3), sampler)]
+>>> resumed = EpochBatchSampler(10, batch_size=4, seed=0, start_batch=2)
+>>> next(iter(resumed)) == first[2]
+True
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Sampler
+
+from medisynth.config import DataConfig
+from medisynth.data.datasets import LabeledImageDataset
+from medisynth.data.intensity import fit_intensity_map
+from medisynth.errors import ConfigError
+from medisynth.gans.base import DataInfo
+
+log = logging.getLogger(__name__)
+
+
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """Resize ``(N, C, *spatial)`` float images to ``size`` per side (antialiased for 2D)."""
+    spatial = images.shape[2:]
+    if all(s == size for s in spatial):
+        return images
+    tensor = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+    if len(spatial) == 2:
+        out = F.interpolate(tensor, size=(size, size), mode="bilinear", antialias=True)
+    else:
+        out = F.interpolate(tensor, size=(size,) * len(spatial), mode="trilinear")
+    return out.numpy()
+
+
+def load_training_data(config: DataConfig) -> tuple[LabeledImageDataset, DataInfo]:
+    """Read the images ``config`` points at and describe them.
+
+    Returns the dataset (items ``{"image", "label"}`` in [-1, 1]) and its :class:`DataInfo`
+    (shape, classes and their counts, intensity map, fingerprint).
+    """
+    if config.format == "mni152_views":
+        from medisynth.demo import mni152_views
+
+        views = mni152_views(config.image_size or 64)
+        images, labels = views.images, views.labels
+        class_names = list(config.class_names or views.class_names)
+        source_dtype, modality, fingerprint = "uint8", "MR", views.fingerprint
+        source, spacing = views.source, views.spacing
+    else:
+        from medisynth.data.io import read_medmnist
+
+        path = config.resolved_path()
+        arrays = read_medmnist(path)
+        if config.split not in arrays.images:
+            raise ConfigError(
+                f"{path}: no split {config.split!r}; available: {', '.join(arrays.splits)}"
+            )
+        images = arrays.images[config.split]
+        labels = arrays.labels[config.split]
+        if labels.ndim != 1:
+            raise ConfigError(f"{path}: multi-label data cannot drive a class-conditional GAN")
+        if config.image_size:
+            images = resize_images(images, config.image_size)
+        n_classes = int(labels.max()) + 1 if len(labels) else 1
+        class_names = list(config.class_names or [str(i) for i in range(n_classes)])
+        source_dtype, modality, fingerprint = (
+            arrays.source_dtype,
+            arrays.modality,
+            arrays.fingerprint,
+        )
+        source, spacing = f"{path} [{config.split}]", None
+    if len(images) == 0:
+        raise ConfigError("the training data holds no images")
+    if int(labels.max()) >= len(class_names):
+        raise ConfigError(
+            f"labels go up to {int(labels.max())} but only {len(class_names)} class names are given"
+        )
+    intensity = fit_intensity_map([images], modality=modality, source_dtype=source_dtype)
+    dataset = LabeledImageDataset(images, labels, intensity, class_names=class_names)
+    info = DataInfo(
+        channels=int(images.shape[1]),
+        spatial_shape=tuple(int(s) for s in images.shape[2:]),
+        class_names=class_names,
+        class_counts=dataset.class_counts(),
+        intensity_map=intensity,
+        source_dtype=source_dtype,
+        modality=modality,
+        spacing=spacing,
+        fingerprint=fingerprint,
+        source=source,
+    )
+    log.info(
+        "data: %d images %s, classes %s, counts %s",
+        len(dataset),
+        info.spatial_shape,
+        class_names,
+        info.class_counts,
+    )
+    return dataset, info
+
+
+class EpochBatchSampler(Sampler[list[int]]):
+    """Endless batches of indices: a fresh permutation each epoch, seeded by ``(seed, epoch)``.
+
+    The order depends only on ``seed`` and the batch number, so a run resumed at batch ``k``
+    (``start_batch=k``) sees exactly the batches an uninterrupted run would. With several
+    processes each takes every ``world_size``-th batch of the same global order. Incomplete
+    batches at the end of an epoch are dropped.
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start_batch: int = 0,
+    ) -> None:
+        global_batch = batch_size * world_size
+        if num_items < global_batch:
+            raise ConfigError(
+                f"the dataset has {num_items} images, fewer than one batch of {global_batch} "
+                f"(train.batch_size={batch_size} x {world_size} processes); lower train.batch_size"
+            )
+        self.num_items = num_items
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.start_batch = start_batch
+        self.batches_per_epoch = num_items // global_batch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        step = self.start_batch
+        while True:
+            epoch, position = divmod(step, self.batches_per_epoch)
+            order = torch.randperm(
+                self.num_items, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            )
+            start = (position * self.world_size + self.rank) * self.batch_size
+            yield order[start : start + self.batch_size].tolist()
+            step += 1
+
+    def __len__(self) -> int:  # batches per epoch (the iterator itself never ends)
+        return self.batches_per_epoch

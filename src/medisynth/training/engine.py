@@ -1,0 +1,568 @@
+"""The training engine: one loop for every GAN family.
+
+The engine owns the device, precision (bf16 autocast + channels_last on CPUs with native bf16,
+AMP on CUDA), the EMA networks, atomic checkpoints (every N steps and on SIGINT/SIGTERM), exact
+resumption, DDP wrapping under ``torchrun``, logging (progress bar, JSONL, TensorBoard, sample
+grids) and the NaN/divergence guard. The family (see :mod:`medisynth.gans.base`) only builds its
+networks and performs one step.
+
+Run folder layout (``train.out_dir``)::
+
+    config.yaml              the validated config of the run
+    metrics.jsonl            one line per ``train.log_every`` steps
+    samples/step_000500.png  monitoring grids (fixed noise; one row per class)
+    checkpoints/last.pt      the latest good checkpoint (``--resume`` continues from it)
+    model/                   the model package (see :mod:`medisynth.package`)
+    train_summary.json       steps, status, wall time, throughput
+
+>>> from medisynth.config import RunConfig
+>>> cfg = RunConfig.from_dict({"data": {"path": "breastmnist.npz"}, "train": {"steps": 100}})
+>>> Trainer(cfg).config.train.steps
+100
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from medisynth.config import RunConfig, TrainConfig, save_config
+from medisynth.errors import ConfigError, MedisynthError
+from medisynth.files import atomic_write_text
+from medisynth.gans import get_family
+from medisynth.gans.base import DataInfo, GANFamily, StepContext, unwrap
+from medisynth.training.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+    seed_everything,
+)
+from medisynth.training.data import EpochBatchSampler, load_training_data
+from medisynth.training.distributed import (
+    DistInfo,
+    any_rank,
+    barrier,
+    gather_objects,
+    init_distributed,
+    shutdown,
+    wrap_ddp,
+)
+from medisynth.training.ema import EMA
+from medisynth.training.logging import MetricsLogger, save_image_grid
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "last.pt"
+#: the parts of a config that must match between a checkpoint and a resumed run
+RESUME_MUST_MATCH = ("seed", "data", "model")
+
+StepCallback = Callable[["Trainer", int, dict[str, float]], None]
+
+
+class TrainingDivergedError(MedisynthError):
+    """A loss became NaN/inf or exceeded ``train.divergence_threshold``."""
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` did.
+
+    ``status`` is ``"completed"``, ``"time_limit"`` (stopped by ``train.max_minutes``) or
+    ``"interrupted"`` (SIGINT/SIGTERM; resume with ``--resume``).
+    """
+
+    status: str
+    steps: int
+    start_step: int
+    wall_seconds: float
+    images_per_second: float
+    out_dir: str
+    checkpoint: str
+    package: str | None
+    precision: str
+    device: str
+    world_size: int
+    last_losses: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------- hardware
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 / AMX on x86, BF16 on ARM).
+
+    Read from ``/proc/cpuinfo`` flags; ``False`` where they cannot be read, so such CPUs train in
+    fp32 (emulated bf16 is slower than fp32).
+    """
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    has_flag = bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+    return has_flag and torch.backends.mkldnn.is_available()
+
+
+def resolve_device(name: str, dist_info: DistInfo | None = None) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; under DDP, the process's own GPU."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device=cuda but no CUDA GPU is available; use auto or cpu")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        return torch.device("cuda", dist_info.local_rank if dist_info else 0)
+    return torch.device("cpu")
+
+
+def resolve_precision(train: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """The autocast dtype (``None`` = fp32) and whether to use channels_last."""
+    wanted = train.precision
+    dtype: torch.dtype | None
+    if wanted == "auto":
+        if device.type == "cuda":
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        else:
+            dtype = torch.bfloat16 if cpu_has_native_bf16() else None
+    elif wanted == "fp32":
+        dtype = None
+    elif wanted == "bf16":
+        dtype = torch.bfloat16
+    else:
+        if device.type != "cuda":
+            raise ConfigError("train.precision=fp16 needs a CUDA GPU; on CPU use bf16 or fp32")
+        dtype = torch.float16
+    channels_last = train.channels_last if train.channels_last is not None else dtype is not None
+    return dtype, channels_last
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+# ----------------------------------------------------------------------------- the engine
+class Trainer:
+    """Trains the family a :class:`~medisynth.config.RunConfig` names on its data.
+
+    Args:
+        config: the run.
+        dataset: a dataset of dict items to use instead of reading ``config.data`` (tests,
+            benchmarks); ``data_info`` must then describe it.
+        data_info: see ``dataset``.
+        callbacks: called as ``callback(trainer, step, losses)`` after every step.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        dataset: Dataset[dict[str, torch.Tensor]] | None = None,
+        data_info: DataInfo | None = None,
+        callbacks: Sequence[StepCallback] = (),
+    ) -> None:
+        if (dataset is None) != (data_info is None):
+            raise ConfigError("give both dataset and data_info, or neither")
+        self.config = config
+        self.out_dir = Path(config.train.out_dir)
+        self.checkpoint_path = self.out_dir / "checkpoints" / CHECKPOINT_NAME
+        self._dataset = dataset
+        self._data_info = data_info
+        self.callbacks = list(callbacks)
+        self.family: GANFamily | None = None
+        self.ema: dict[str, EMA] = {}
+        self.step = 0
+        self._stop_signal: str | None = None
+        self._last_good_step: int | None = None
+
+    # ------------------------------------------------------------------ setup
+    def _build(self, dist_info: DistInfo) -> None:
+        cfg = self.config
+        self.device = resolve_device(cfg.train.device, dist_info)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.amp_dtype, self.channels_last = resolve_precision(cfg.train, self.device)
+        scaler = (
+            torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        )  # fp16 only
+        self.context = StepContext(self.device, self.amp_dtype, self.channels_last, scaler)
+        seed_everything(cfg.seed)  # identical initial weights in every process
+        if self._dataset is None or self._data_info is None:
+            self._dataset, self._data_info = load_training_data(cfg.data)
+        self.data_info = self._data_info
+        family_class = get_family(cfg.model.family)
+        family = family_class.build(cfg.model, self.data_info, self.context, training=True)
+        if self.channels_last:
+            memory_format = _memory_format(self.data_info.spatial_dims)
+            for _, net in family.modules():
+                net.to(memory_format=memory_format)  # type: ignore[call-overload]
+        if cfg.train.ema_decay > 0:
+            self.ema = {
+                name: EMA(unwrap(family.nets[name]), cfg.train.ema_decay)
+                for name in family_class.ema_names
+            }
+            family.ema_nets = {name: ema.module for name, ema in self.ema.items()}
+        if dist_info.enabled:
+            for name in list(family.nets):
+                family.nets[name] = wrap_ddp(family.nets[name], dist_info, self.device)
+        self.family = family
+        # each process draws its own noise from here on
+        seed_everything(cfg.seed + 1_000_003 * (dist_info.rank + 1))
+
+    def _batches(self, start_batch: int, dist_info: DistInfo) -> Iterator[dict[str, torch.Tensor]]:
+        assert self._dataset is not None
+        sampler = EpochBatchSampler(
+            len(self._dataset),  # type: ignore[arg-type]
+            self.config.train.batch_size,
+            self.config.seed,
+            dist_info.rank,
+            dist_info.world_size,
+            start_batch=start_batch,
+        )
+        loader = DataLoader(
+            self._dataset,
+            batch_sampler=sampler,
+            num_workers=self.config.train.num_workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=self.config.train.num_workers > 0,
+            # its own generator: making the iterator must not draw from the global RNG, or a
+            # resumed run would be one draw off
+            generator=torch.Generator().manual_seed(self.config.seed + start_batch),
+        )
+        return iter(loader)
+
+    @property
+    def dataset(self) -> Dataset[dict[str, torch.Tensor]]:
+        """The training dataset (read from ``config.data`` by :meth:`setup` / :meth:`fit`)."""
+        if self._dataset is None:
+            raise RuntimeError("call setup() or fit() first")
+        return self._dataset
+
+    def setup(self, dist_info: DistInfo | None = None) -> GANFamily:
+        """Build data, networks, EMA and precision without training (benchmarks, inspection)."""
+        self._build(dist_info or DistInfo())
+        assert self.family is not None
+        return self.family
+
+    def train_one_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One family step plus the EMA update: what the loop does per batch."""
+        assert self.family is not None
+        losses = self.family.train_step(batch)
+        if self.context.scaler is not None:
+            self.context.scaler.update()  # once per iteration, after every optimiser stepped
+        for name, ema in self.ema.items():
+            ema.update(unwrap(self.family.nets[name]))
+        self.step += 1
+        return losses
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self, dist_info: DistInfo) -> dict[str, Any]:
+        assert self.family is not None
+        rng = gather_objects(capture_rng_state(), dist_info)
+        return {
+            "format": "medisynth-checkpoint-1",
+            "step": self.step,
+            "config": self.config.to_dict(),
+            "data_info": self.data_info.to_dict(),
+            "family": self.family.state_dict(),
+            "ema": {name: ema.state_dict() for name, ema in self.ema.items()},
+            "scaler": self.context.scaler.state_dict() if self.context.scaler else {},
+            "rng": rng,
+            "world_size": dist_info.world_size,
+        }
+
+    def save_checkpoint(self, dist_info: DistInfo | None = None) -> Path:
+        """Write ``checkpoints/last.pt`` atomically (the main process writes; all gather RNG)."""
+        dist_info = dist_info or DistInfo()
+        assert self.family is not None
+        state = self._state(dist_info)
+        if dist_info.is_main:
+            bad = _non_finite_parameters(self.family)
+            if bad:
+                raise TrainingDivergedError(
+                    f"not saving a checkpoint at step {self.step}: non-finite weights in {bad}"
+                )
+            save_checkpoint(self.checkpoint_path, state)
+        self._last_good_step = self.step
+        barrier(dist_info)
+        return self.checkpoint_path
+
+    def _resume(self, dist_info: DistInfo) -> int:
+        assert self.family is not None
+        if not self.checkpoint_path.is_file():
+            log.warning("--resume: no checkpoint at %s; starting from step 0", self.checkpoint_path)
+            return 0
+        state = load_checkpoint(self.checkpoint_path)
+        saved, current = state["config"], self.config.to_dict()
+        for config in (saved, current):  # the data may move; its fingerprint must not change
+            config["data"] = {k: v for k, v in config["data"].items() if k != "path"}
+        changed = [k for k in RESUME_MUST_MATCH if saved.get(k) != current.get(k)]
+        if state["data_info"]["fingerprint"] != self.data_info.fingerprint:
+            changed.append("the training data (its fingerprint)")
+        if saved["train"]["batch_size"] != current["train"]["batch_size"]:
+            changed.append("train.batch_size")
+        if state["world_size"] != dist_info.world_size:
+            changed.append(f"process count ({state['world_size']} -> {dist_info.world_size})")
+        if changed:
+            raise ConfigError(
+                f"cannot resume from {self.checkpoint_path}: {', '.join(changed)} changed since it "
+                "was written; use the same settings, or a new train.out_dir for a new run"
+            )
+        self.family.load_state_dict(state["family"])
+        for name, ema in self.ema.items():
+            ema.load_state_dict(state["ema"][name])
+        if self.context.scaler is not None and state["scaler"]:
+            self.context.scaler.load_state_dict(state["scaler"])
+        restore_rng_state(state["rng"][dist_info.rank])
+        self.step = int(state["step"])
+        self._last_good_step = self.step
+        log.info("resumed from %s at step %d", self.checkpoint_path, self.step)
+        return self.step
+
+    # ------------------------------------------------------------------ monitoring
+    def write_sample_grid(self, name: str) -> Path:
+        """Save the family's monitoring grid as ``samples/<name>.png``."""
+        assert self.family is not None
+        self.family.prepare_for_sampling()
+        images, per_row = self.family.sample_grid()
+        path = self.out_dir / "samples" / f"{name}.png"
+        save_image_grid(images, path, per_row=per_row)
+        return path
+
+    # ------------------------------------------------------------------ signals
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        previous: dict[int, Any] = {}
+
+        def request_stop(signum: int, frame: FrameType | None) -> None:
+            if self._stop_signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt  # a second Ctrl-C stops at once
+            self._stop_signal = signal.Signals(signum).name
+            log.warning(
+                "%s received: finishing this step and writing a checkpoint", self._stop_signal
+            )
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[sig] = signal.signal(sig, request_stop)
+            except ValueError:  # not the main thread: no handlers, Ctrl-C behaves as usual
+                break
+        return previous
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, resume: bool = False) -> TrainResult:
+        """Train until ``train.steps`` (or the time limit, or a signal); returns what happened."""
+        dist_info = init_distributed(
+            "cuda" if self.config.train.device != "cpu" and torch.cuda.is_available() else "cpu"
+        )
+        previous_handlers = self._install_signal_handlers()
+        try:
+            return self._fit(resume, dist_info)
+        finally:
+            for sig, handler in previous_handlers.items():
+                signal.signal(sig, handler)
+            shutdown(dist_info)
+
+    def _fit(self, resume: bool, dist_info: DistInfo) -> TrainResult:
+        cfg, train_cfg = self.config, self.config.train
+        self._build(dist_info)
+        assert self.family is not None
+        start_step = self._resume(dist_info) if resume else 0
+        metrics: MetricsLogger | None = None
+        if dist_info.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.out_dir / "config.yaml")
+            metrics = MetricsLogger(self.out_dir, tensorboard=train_cfg.tensorboard)
+        log.info(
+            "training %s on %s (%s%s, %d process%s), steps %d..%d, batch %d",
+            cfg.model.family,
+            self.device,
+            precision_name(self.amp_dtype),
+            ", channels_last" if self.channels_last else "",
+            dist_info.world_size,
+            "es" if dist_info.world_size > 1 else "",
+            start_step,
+            train_cfg.steps,
+            train_cfg.batch_size,
+        )
+        batches = self._batches(start_step, dist_info)
+        progress = tqdm(
+            total=train_cfg.steps,
+            initial=start_step,
+            disable=not (train_cfg.progress and dist_info.is_main),
+            desc=f"training {cfg.model.family}",
+            unit="step",
+            dynamic_ncols=True,
+            mininterval=1.0,
+        )
+        started = time.perf_counter()
+        status = "completed"
+        losses: dict[str, float] = {}
+        window_start, window_steps = time.perf_counter(), 0
+        images_per_step = train_cfg.batch_size * dist_info.world_size
+        try:
+            while self.step < train_cfg.steps:
+                batch = next(batches)
+                losses = self.train_one_step(batch)
+                window_steps += 1
+                problem = _divergence(losses, train_cfg.divergence_threshold)
+                if any_rank(problem is not None, dist_info, self._flag_device):
+                    raise TrainingDivergedError(self._divergence_message(problem))
+                for callback in self.callbacks:
+                    callback(self, self.step, losses)
+                progress.update(1)
+                if self.step % train_cfg.log_every == 0 or self.step == train_cfg.steps:
+                    elapsed = time.perf_counter() - window_start
+                    rate = window_steps * images_per_step / max(elapsed, 1e-9)
+                    window_start, window_steps = time.perf_counter(), 0
+                    progress.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+                    if metrics is not None:
+                        wall = time.perf_counter() - started
+                        metrics.log(
+                            self.step, {**losses, "images_per_second": rate, "wall_seconds": wall}
+                        )
+                if train_cfg.checkpoint_every and self.step % train_cfg.checkpoint_every == 0:
+                    self.save_checkpoint(dist_info)
+                if (
+                    dist_info.is_main
+                    and train_cfg.sample_every
+                    and self.step % train_cfg.sample_every == 0
+                ):
+                    self.write_sample_grid(f"step_{self.step:07d}")
+                stop = self._stop_signal is not None
+                over_time = (
+                    train_cfg.max_minutes is not None
+                    and time.perf_counter() - started > 60 * train_cfg.max_minutes
+                )
+                if any_rank(stop or over_time, dist_info, self._flag_device):
+                    status = "interrupted" if stop else "time_limit"
+                    break
+        finally:
+            progress.close()
+            if metrics is not None:
+                metrics.close()
+        wall = time.perf_counter() - started
+        done_steps = self.step - start_step
+        checkpoint = self.save_checkpoint(dist_info)
+        package_path: Path | None = None
+        if dist_info.is_main and status != "interrupted":
+            self.write_sample_grid(f"step_{self.step:07d}")
+            package_path = self.write_package(wall_seconds=wall, status=status)
+        result = TrainResult(
+            status=status,
+            steps=self.step,
+            start_step=start_step,
+            wall_seconds=round(wall, 3),
+            images_per_second=round(done_steps * images_per_step / max(wall, 1e-9), 2),
+            out_dir=str(self.out_dir),
+            checkpoint=str(checkpoint),
+            package=str(package_path) if package_path else None,
+            precision=precision_name(self.amp_dtype),
+            device=str(self.device),
+            world_size=dist_info.world_size,
+            last_losses=losses,
+        )
+        if dist_info.is_main:
+            atomic_write_text(
+                self.out_dir / "train_summary.json", json.dumps(result.to_dict(), indent=2)
+            )
+            if status == "interrupted":
+                log.warning(
+                    "stopped at step %d by %s; checkpoint %s (continue with --resume)",
+                    self.step,
+                    self._stop_signal,
+                    checkpoint,
+                )
+        barrier(dist_info)
+        return result
+
+    @property
+    def _flag_device(self) -> torch.device:
+        return self.device if self.device.type == "cuda" else torch.device("cpu")
+
+    def _divergence_message(self, problem: str | None) -> str:
+        where = f"training diverged at step {self.step}"
+        what = f": {problem}" if problem else " in another process"
+        if self._last_good_step is not None:
+            keep = (
+                f"The last good checkpoint is {self.checkpoint_path} (step {self._last_good_step})"
+                "; it was kept. Continue from it with --resume after lowering the learning rates "
+                "(model.lr_g, model.lr_d) or with train.precision=fp32."
+            )
+        else:
+            keep = (
+                "No checkpoint had been written yet. Lower the learning rates (model.lr_g, "
+                "model.lr_d), try train.precision=fp32, and set train.checkpoint_every lower."
+            )
+        return f"{where}{what}. {keep}"
+
+    def write_package(self, wall_seconds: float = 0.0, status: str = "completed") -> Path:
+        """Write the model package into ``<out_dir>/model`` (EMA networks, BN refreshed)."""
+        from medisynth.package import save_package
+
+        assert self.family is not None
+        self.family.prepare_for_sampling()
+        return save_package(
+            self.out_dir / "model",
+            family=self.family,
+            config=self.config,
+            training={
+                "steps": self.step,
+                "status": status,
+                "wall_seconds": round(wall_seconds, 2),
+                "precision": precision_name(self.amp_dtype),
+                "channels_last": self.channels_last,
+                "device": str(self.device),
+                "ema": bool(self.ema),
+            },
+        )
+
+
+def _memory_format(spatial_dims: int) -> torch.memory_format:
+    return torch.channels_last if spatial_dims == 2 else torch.channels_last_3d
+
+
+def _divergence(losses: dict[str, float], threshold: float) -> str | None:
+    for name, value in losses.items():
+        if not math.isfinite(value):
+            return f"{name} is {value}"
+        if abs(value) > threshold:
+            return f"|{name}| = {abs(value):.3g} exceeds train.divergence_threshold={threshold:g}"
+    return None
+
+
+def _non_finite_parameters(family: GANFamily) -> list[str]:
+    bad = []
+    for name, net in family.modules():
+        for pname, param in net.named_parameters():
+            if not torch.isfinite(param).all():
+                bad.append(f"{name}.{pname}")
+    return bad
+
+
+def train(config: RunConfig, resume: bool = False) -> TrainResult:
+    """Train ``config``'s run (the API behind ``medisynth train``).
+
+    >>> from medisynth.config import RunConfig
+    >>> cfg = RunConfig.from_dict({"data": {"format": "mni152_views", "image_size": 32},
+    ...                            "train": {"steps": 2, "batch_size": 8, "progress": False,
+    ...                                      "out_dir": __import__("tempfile").mkdtemp()},
+    ...                            "model": {"g_channels": 8, "d_channels": 8}})
+    >>> train(cfg).status
+    'completed'
+    """
+    return Trainer(config).fit(resume=resume)

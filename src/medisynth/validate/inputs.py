@@ -1,0 +1,165 @@
+"""Reading the image sets that ``medisynth validate`` compares, and scaling them to ``[0, 1]``.
+
+A set is named by a *spec*:
+
+- ``file.npz:split``: one split of a MedMNIST-layout ``.npz`` (``{split}_images`` /
+  ``{split}_labels``); the split may be left out when the file holds only one (e.g. the
+  ``synthetic.npz`` that ``medisynth generate`` writes);
+- a folder of images (PNG, TIFF, DICOM ...) or of NIfTI volumes, labelled by class subfolders
+  when it has any;
+- a ``.npy`` array ``(N, C, H, W)`` / ``(N, C, D, H, W)`` (no labels).
+
+Intensities: metrics work on ``[0, 1]``. :func:`intensity_window` picks one window for all sets
+of a run, so they stay comparable: the stored type's full range for 8-bit data (0..255), the
+``[0, 1]`` range for float data already in it, else the min..max of the *real* reference set;
+values outside are clipped. ``LO,HI`` sets it by hand.
+
+>>> import numpy as np, tempfile, pathlib
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "s.npz"
+>>> np.savez(path, train_images=np.zeros((3, 8, 8), np.uint8), train_labels=np.zeros(3))
+>>> data = load_image_set(str(path))
+>>> data.images.shape, data.split, intensity_window([data])
+((3, 1, 8, 8), 'train', (0.0, 255.0))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from medisynth.errors import ConfigError, ReadError
+
+
+@dataclass
+class ImageSet:
+    """Images (stored values, float32) with optional labels and where they came from."""
+
+    spec: str
+    images: np.ndarray
+    labels: np.ndarray | None
+    source_dtype: str
+    fingerprint: str
+    split: str = ""
+
+    @property
+    def is_3d(self) -> bool:
+        return self.images.ndim == 5
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "spec": self.spec,
+            "n": int(len(self.images)),
+            "shape": list(self.images.shape[1:]),
+            "source_dtype": self.source_dtype,
+            "labels": self.labels is not None,
+            "fingerprint": self.fingerprint,
+        }
+
+
+def _split_spec(spec: str) -> tuple[Path, str]:
+    """``"a/b.npz:test"`` -> (path, "test"); a ':' that is part of an existing path is kept."""
+    if Path(spec).exists():
+        return Path(spec), ""
+    head, sep, tail = spec.rpartition(":")
+    if sep and head and "/" not in tail and "\\" not in tail:
+        return Path(head), tail
+    return Path(spec), ""
+
+
+def load_image_set(spec: str, default_split: str = "") -> ImageSet:
+    """Read a set named by ``spec`` (see the module doc).
+
+    Raises:
+        ReadError: missing or unreadable data, unknown split, ambiguous split.
+    """
+    from medisynth.data.io import read_image_folder, read_medmnist
+
+    path, split = _split_spec(spec)
+    if not path.exists():
+        raise ReadError(
+            path, "no such file or folder", "check the path (npz splits: FILE.npz:test)"
+        )
+    if path.is_dir():
+        if split:
+            raise ReadError(path, f"a folder has no splits (got ':{split}')", "drop the ':' part")
+        folder = read_image_folder(path)
+        labels = folder.labels if len(folder.class_names) > 1 else None
+        return ImageSet(spec, folder.images, labels, folder.source_dtype, folder.fingerprint)
+    if path.suffix.lower() == ".npy":
+        from medisynth.data.image import sha256_file
+
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise ReadError(path, f"not a readable .npy array ({err})") from err
+        if array.ndim == 3:  # (N, H, W) grey images
+            array = array[:, None]
+        if array.ndim not in (4, 5) or not np.issubdtype(array.dtype, np.number):
+            raise ReadError(
+                path, f"a .npy set must be (N, C, H, W) or (N, C, D, H, W), got {array.shape}"
+            )
+        return ImageSet(spec, array.astype(np.float32), None, str(array.dtype), sha256_file(path))
+    if path.suffix.lower() != ".npz":
+        raise ReadError(
+            path,
+            "not an image set",
+            "give a MedMNIST-layout .npz (FILE.npz:split), a .npy array or a folder of images",
+        )
+    data = read_medmnist(path)
+    if not split:
+        if len(data.splits) == 1:
+            split = data.splits[0]
+        elif default_split in data.splits:
+            split = default_split
+        else:
+            raise ReadError(
+                path,
+                f"the file holds several splits ({', '.join(data.splits)})",
+                f"name one, e.g. {path}:{data.splits[-1]}",
+            )
+    if split not in data.images:
+        raise ReadError(
+            path, f"no split '{split}'", f"splits in this file: {', '.join(data.splits)}"
+        )
+    labels = data.labels[split]
+    fingerprint = f"{data.fingerprint}:{split}"
+    return ImageSet(
+        spec, data.images[split], labels if labels.ndim == 1 else None, data.source_dtype,
+        fingerprint, split,
+    )  # fmt: skip
+
+
+def intensity_window(sets: list[ImageSet], window: str = "auto") -> tuple[float, float]:
+    """The ``(low, high)`` stored values mapped to ``[0, 1]``; ``sets[0]`` is the reference.
+
+    >>> s = ImageSet("x", np.array([[[[-1000.0, 500.0]]]], np.float32), None, "int16", "")
+    >>> intensity_window([s]), intensity_window([s], "0,100")
+    ((-1000.0, 500.0), (0.0, 100.0))
+    """
+    if window != "auto":
+        try:
+            low, high = (float(v) for v in window.split(","))
+        except ValueError:
+            raise ConfigError(
+                f"intensity window must be 'auto' or 'LO,HI', got {window!r}"
+            ) from None
+        if not high > low:
+            raise ConfigError(f"intensity window {window!r}: HI must be above LO")
+        return low, high
+    reference = sets[0]
+    if reference.source_dtype == "uint8":
+        return 0.0, 255.0
+    low, high = float(reference.images.min()), float(reference.images.max())
+    if reference.source_dtype.startswith("float") and low >= 0.0 and high <= 1.0:
+        return 0.0, 1.0
+    if not high > low:
+        raise ConfigError(f"{reference.spec}: the real images are constant ({low}); give --range")
+    return low, high
+
+
+def to_unit(images: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """Map stored values to ``[0, 1]`` with ``window`` and clip (float32)."""
+    low, high = window
+    return np.clip((images.astype(np.float32) - low) / (high - low), 0.0, 1.0)

@@ -1,0 +1,56 @@
+"""The keys of ``report.json`` (named constants: code and tests use these, never string literals).
+
+>>> METRICS, FID, VERDICTS
+('metrics', 'fid', 'verdicts')
+"""
+
+from __future__ import annotations
+
+# top level
+VERSION = "medisynth_version"
+CREATED = "created"
+INPUTS = "inputs"
+OPTIONS = "options"
+INTENSITY_WINDOW = "intensity_window"
+METRICS = "metrics"
+VERDICTS = "verdicts"
+DATA_FINDINGS = "data_findings"
+TIMINGS = "timings_s"
+WARNINGS = "warnings"
+
+# input roles
+REAL = "real"
+SYNTHETIC = "synthetic"
+TRAIN = "train"
+HELDOUT = "heldout"
+
+# metric names (also the names --metrics accepts)
+FID = "fid"
+KID = "kid"
+FRD = "frd"
+PRDC = "prdc"
+DIVERSITY = "diversity"
+MEMORIZATION = "memorization"
+PAIRED = "paired"
+UTILITY = "utility"
+ALL_METRICS = (FID, KID, FRD, PRDC, DIVERSITY, MEMORIZATION, PAIRED, UTILITY)
+DEFAULT_METRICS = (FID, KID, PRDC, DIVERSITY, MEMORIZATION)
+
+# inside metrics
+VALUE = "value"
+EXTRACTOR = "extractor"
+PER_PLANE = "per_plane"
+RELATIVE_FD = "relative_fd"
+FD_SYNTHETIC_TRAIN = "fd_synthetic_train"
+FD_HELDOUT_TRAIN = "fd_heldout_train"
+KID_MEAN = "mean"
+KID_STD = "std"
+SYNTHETIC_NN_MEDIAN = "synthetic_nn_median"
+REAL_NN_MEDIAN = "real_nn_median"
+NN_RATIO = "ratio"
+VERDICT = "verdict"
+REASONS = "reasons"
+PIXELS = "pixels"
+FEATURES = "features"
+HELDOUT_TRAIN_DUPLICATES = "heldout_train_duplicates"
+TRAIN_DUPLICATES = "train_duplicates"

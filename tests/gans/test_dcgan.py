@@ -1,0 +1,140 @@
+"""The DCGAN family: every loss trains, conditioning works, DiffAugment behaves."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from medisynth.errors import ConfigError
+from medisynth.gans.augment import diff_augment, random_cutout, random_translation
+from medisynth.gans.base import DataInfo
+from medisynth.gans.dcgan import DCGAN, DCGANConfig
+from medisynth.losses import discriminator_loss, generator_loss, gradient_penalty
+
+DATA = DataInfo(channels=1, spatial_shape=(16, 16), class_names=["a", "b"])
+
+
+def batch(n: int = 8) -> dict[str, torch.Tensor]:
+    return {"image": torch.rand(n, 1, 16, 16) * 2 - 1, "label": torch.arange(n) % 2}
+
+
+def small(**settings: object) -> DCGANConfig:
+    return DCGANConfig(g_channels=4, d_channels=4, latent_dim=8, **settings)  # type: ignore[arg-type]
+
+
+def test_defaults_are_the_calibrated_recipe() -> None:
+    cfg = DCGANConfig()
+    assert cfg.loss == "hinge" and cfg.spectral_norm and cfg.conditional
+    assert cfg.diffaugment == ["translation", "cutout"]
+    assert cfg.lr_d == pytest.approx(2 * cfg.lr_g)
+    assert cfg.betas == (0.0, 0.9)
+    assert cfg.bn_refresh_batches > 0
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"loss": "bce", "spectral_norm": False, "d_batch_norm": True, "diffaugment": []},
+        {"loss": "lsgan"},
+        {"loss": "hinge", "r1_weight": 1.0},
+        {"loss": "wgan-gp", "spectral_norm": False},
+        {"conditional": False},
+    ],
+    ids=["bce-dcgan", "lsgan", "hinge-r1", "wgan-gp", "unconditional"],
+)
+def test_each_setting_trains_and_moves_both_networks(settings: dict) -> None:
+    torch.manual_seed(0)
+    gan = DCGAN.build(small(**settings), DATA)
+    before = {n: [p.detach().clone() for p in net.parameters()] for n, net in gan.modules()}
+    losses = gan.train_step(batch())
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    for name, net in gan.modules():
+        changed = any(
+            not torch.equal(a, b) for a, b in zip(before[name], net.parameters(), strict=True)
+        )
+        assert changed, f"{name} did not update"
+
+
+def test_generator_step_leaves_the_discriminator_trainable() -> None:
+    gan = DCGAN.build(small(), DATA)
+    gan.train_step(batch())
+    assert all(p.requires_grad for p in gan.nets["discriminator"].parameters())
+
+
+def test_sampling_respects_labels_and_is_reproducible() -> None:
+    gan = DCGAN.build(small(), DATA)
+    gan.train_step(batch())
+    a = gan.sample(4, torch.tensor([0, 0, 1, 1]), generator=torch.Generator().manual_seed(1))
+    b = gan.sample(4, torch.tensor([0, 0, 1, 1]), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    with pytest.raises(ConfigError, match="labels must be in 0..1"):
+        gan.sample(2, torch.tensor([0, 5]))
+    grid, per_row = gan.sample_grid()
+    assert grid.shape[0] == 2 * per_row  # one row per class
+
+
+def test_batchnorm_refresh_sets_the_ema_statistics_from_samples() -> None:
+    import copy
+
+    gan = DCGAN.build(small(bn_refresh_batches=2), DATA)
+    ema = copy.deepcopy(gan.nets["generator"]).eval()
+    gan.ema_nets["generator"] = ema
+    norm = ema.norms[0].norm  # type: ignore[index]
+    norm.running_mean.fill_(123.0)
+    gan.prepare_for_sampling()
+    assert not torch.allclose(norm.running_mean, torch.full_like(norm.running_mean, 123.0))
+    assert not ema.training
+
+
+def test_losses_match_their_definitions() -> None:
+    real, fake = torch.tensor([0.3, -2.0]), torch.tensor([0.5, -1.0])
+    bce = F.binary_cross_entropy_with_logits
+    expected = bce(real, torch.ones(2)) + bce(fake, torch.zeros(2))
+    assert discriminator_loss("bce", real, fake) == pytest.approx(expected.item())
+    assert generator_loss("bce", fake) == pytest.approx(bce(fake, torch.ones(2)).item())
+    hinge = torch.relu(1 - real).mean() + torch.relu(1 + fake).mean()
+    assert discriminator_loss("hinge", real, fake) == pytest.approx(hinge.item())
+    assert discriminator_loss("lsgan", torch.ones(2), torch.zeros(2)) == 0
+    assert discriminator_loss("wgan-gp", real, fake) == pytest.approx(
+        (fake.mean() - real.mean()).item()
+    )
+    with pytest.raises(ConfigError, match="known losses"):
+        generator_loss("minimax", fake)
+
+
+def test_gradient_penalty_is_zero_for_a_unit_gradient_critic() -> None:
+    critic = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 1, bias=False))
+    with torch.no_grad():
+        critic[1].weight.copy_(torch.tensor([[0.6, 0.8, 0.0, 0.0]]))
+    gp = gradient_penalty(critic, torch.randn(3, 1, 2, 2), torch.randn(3, 1, 2, 2))
+    assert gp.item() == pytest.approx(0.0, abs=1e-10)
+
+
+def test_translation_shifts_content_and_fills_the_border() -> None:
+    torch.manual_seed(0)
+    x = torch.arange(64.0).view(1, 1, 8, 8).repeat(16, 1, 1, 1)
+    out = random_translation(x, ratio=0.25, fill=-1.0)
+    assert out.shape == x.shape
+    values = set(out.unique().tolist())
+    assert values <= set(x.unique().tolist()) | {-1.0}
+    assert any(not torch.equal(out[i], x[i]) for i in range(16))  # some images moved
+    kept = out[out != -1]
+    assert len(kept) >= 16 * 36  # at most 2 of 8 rows and columns shifted out
+
+
+def test_cutout_blanks_one_box_per_image() -> None:
+    torch.manual_seed(0)
+    x = torch.ones(8, 2, 16, 16)
+    out = random_cutout(x, ratio=0.5, fill=0.0)
+    blanked = (out == 0).flatten(1).sum(1)
+    assert (blanked > 0).all() and (blanked <= 2 * 8 * 8).all()
+    assert torch.equal(out[:, 0] == 0, out[:, 1] == 0)  # same box in every channel
+
+
+def test_diffaugment_is_differentiable_and_3d_capable() -> None:
+    x = torch.randn(2, 1, 8, 8, 8, requires_grad=True)
+    diff_augment(x, ["translation", "cutout"]).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="unknown augmentation"):
+        diff_augment(x, ["colour"])

@@ -1,0 +1,52 @@
+"""A tiny run of the offline demo covers its whole code path (data, training, outputs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from medisynth.demo import median_nn_distance, mni152_t1_path, mni152_views, run_demo
+from medisynth.errors import ConfigError
+
+
+def test_mni152_views_are_three_real_anatomical_views() -> None:
+    assert mni152_t1_path().name.startswith("mni_icbm152_t1")
+    views = mni152_views(32)
+    assert views.images.shape[1:] == (1, 32, 32)
+    counts = np.bincount(views.labels)
+    assert len(counts) == 3 and counts.min() >= 50
+    assert views.images.min() >= 0 and views.images.max() <= 255
+    means = [views.images[views.labels == k].mean(axis=0) for k in range(3)]
+    assert min(np.abs(means[a] - means[b]).mean() for a, b in [(0, 1), (0, 2), (1, 2)]) > 5
+
+
+def test_tiny_demo_writes_everything(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    summary = run_demo(out, minutes=2, steps=3, image_size=32, per_class=4, progress=False)
+    assert summary["training"]["steps"] == 3
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["synthetic"]["class_counts"] == {"axial": 4, "coronal": 4, "sagittal": 4}
+    assert len(list((out / "synthetic").glob("*/*.png"))) == 12
+    for view in ("axial", "coronal", "sagittal"):
+        grid = PILImage.open(out / f"grid_synthetic_{view}.png")
+        assert grid.size[0] > 32
+        assert (out / f"grid_real_{view}.png").is_file()
+    assert "axial" in (out / "summary.md").read_text()
+    assert summary["diversity"]["real_median_nn_l2"] > 0
+    # running again into the same demo folder is fine; into someone else's folder is not
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x.txt").write_text("x")
+    with pytest.raises(ConfigError, match="not a demo output folder"):
+        run_demo(other, steps=1, image_size=32)
+
+
+def test_median_nn_distance_sees_collapse() -> None:
+    rng = np.random.default_rng(0)
+    diverse = rng.uniform(0, 1, (50, 1, 8, 8))
+    collapsed = np.repeat(diverse[:1], 50, axis=0) + rng.normal(0, 0.01, (50, 1, 8, 8))
+    assert median_nn_distance(collapsed) < 0.2 < median_nn_distance(diverse)

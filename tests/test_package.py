@@ -1,0 +1,93 @@
+"""Model packages: save -> load gives the same generator, card and intensity map."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from medisynth.config import RunConfig
+from medisynth.data.intensity import IntensityMap
+from medisynth.errors import ConfigError, ReadError
+from medisynth.gans import get_family
+from medisynth.gans.base import DataInfo
+from medisynth.package import load_package, save_package
+
+DATA = DataInfo(
+    channels=1,
+    spatial_shape=(16, 16),
+    class_names=["malignant", "benign"],
+    class_counts={0: 30, 1: 90},
+    intensity_map=IntensityMap.integer_range("uint16"),
+    source_dtype="uint16",
+    modality="US",
+    fingerprint="ab" * 32,
+    source="test data",
+)
+
+
+def trained_family(seed: int = 0):  # type: ignore[no-untyped-def]
+    cfg = RunConfig.from_dict(
+        {"seed": 5, "model": {"g_channels": 4, "d_channels": 4, "latent_dim": 8}}
+    )
+    torch.manual_seed(seed)
+    family = get_family("dcgan").build(cfg.model, DATA)
+    batch = {"image": torch.rand(8, 1, 16, 16) * 2 - 1, "label": torch.arange(8) % 2}
+    family.train_step(batch)
+    return family, cfg
+
+
+def test_round_trip_gives_the_same_images_and_metadata(tmp_path: Path) -> None:
+    family, cfg = trained_family()
+    folder = save_package(tmp_path / "model", family, cfg, training={"steps": 1})
+    package = load_package(folder)
+    labels = torch.tensor([0, 1, 1, 0])
+    expected = family.sample(4, labels, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(package.sample(4, labels, seed=3), expected)
+    assert package.config == cfg
+    assert package.intensity_map == DATA.intensity_map
+    assert package.class_names == ["malignant", "benign"]
+    card = json.loads((folder / "model_card.json").read_text())
+    assert card["seed"] == 5
+    assert card["data"]["fingerprint"] == "ab" * 32
+    assert card["data"]["class_balance"] == {"malignant": 0.25, "benign": 0.75}
+    assert card["training"]["steps"] == 1 and card["model"]["loss"] == "hinge"
+    assert {"medisynth", "torch", "numpy", "python"} <= card["versions"].keys()
+    markdown = (folder / "model_card.md").read_text()
+    assert "malignant (30 images)" in markdown and "ab" * 32 in markdown
+    source = package.to_source_units(torch.tensor([[-1.0, 1.0]]))
+    assert source.tolist() == [[0.0, 65535.0]]
+
+
+def test_saving_again_replaces_the_package_but_never_other_folders(tmp_path: Path) -> None:
+    family, cfg = trained_family()
+    folder = save_package(tmp_path / "model", family, cfg)
+    other, _ = trained_family(seed=1)
+    save_package(folder, other, cfg)
+    reloaded = load_package(folder)
+    assert torch.equal(
+        reloaded.sample(2, [0, 1], seed=0),
+        other.sample(2, torch.tensor([0, 1]), generator=torch.Generator().manual_seed(0)),
+    )
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "scan.nii").write_text("patient data")
+    with pytest.raises(ConfigError, match="not a medisynth model package"):
+        save_package(precious, family, cfg)
+    assert (precious / "scan.nii").read_text() == "patient data"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "precious"]
+
+
+def test_loading_broken_packages_explains_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(ReadError, match="no such model folder"):
+        load_package(tmp_path / "nothing")
+    family, cfg = trained_family()
+    folder = save_package(tmp_path / "model", family, cfg)
+    (folder / "weights.safetensors").write_bytes(b"junk")
+    with pytest.raises(ReadError, match="unreadable weights"):
+        load_package(folder)
+    (folder / "intensity_map.json").unlink()
+    with pytest.raises(ReadError, match="missing intensity_map.json"):
+        load_package(folder)
