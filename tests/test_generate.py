@@ -103,6 +103,21 @@ def test_nifti_in_source_units_with_spacing(tmp_path: Path, model_uint8: Path) -
     assert first.max() > 1
 
 
+def test_nifti_header_and_dicom_name_the_model(tmp_path: Path, model_uint8: Path) -> None:
+    import pydicom
+
+    card = json.loads((model_uint8 / "model_card.json").read_text())
+    generate(model_uint8, 2, tmp_path / "nifti", fmt="nifti", seed=1)
+    first = read_labels(tmp_path / "nifti")[0]["file"]
+    descrip = nib.load(tmp_path / "nifti" / first).header["descrip"].tobytes().decode()
+    assert card["model_id"] in descrip
+    result = generate(model_uint8, 4, tmp_path / "dicom", fmt="dicom", class_balance="0:1,1:3")
+    datasets = [pydicom.dcmread(tmp_path / "dicom" / f) for f in result.files]
+    assert [ds.ImageComments for ds in datasets] == ["class label 0"] + ["class label 1"] * 3
+    for ds in datasets:
+        assert ds.SyntheticData == "YES" and card["model_id"] in ds.DerivationDescription
+
+
 def test_class_balance_parsing() -> None:
     assert parse_class_balance("0.5,0.5", CLASSES, 1000) == [500, 500]
     assert parse_class_balance("0:300,1:700", CLASSES, None) == [300, 700]

@@ -91,3 +91,49 @@ def test_loading_broken_packages_explains_the_problem(tmp_path: Path) -> None:
     (folder / "intensity_map.json").unlink()
     with pytest.raises(ReadError, match="missing intensity_map.json"):
         load_package(folder)
+
+
+def test_card_names_the_model_its_architecture_use_and_licence(tmp_path: Path) -> None:
+    family, cfg = trained_family()
+    cfg = cfg.model_copy(
+        update={"card": cfg.card.model_copy(update={"license": "CC-BY-4.0", "limitations": ["x"]})}
+    )
+    folder = save_package(tmp_path / "model", family, cfg)
+    card = json.loads((folder / "model_card.json").read_text())
+    from safetensors.torch import load_file
+
+    from medisynth.package import model_id
+
+    assert card["model_id"] == model_id(load_file(str(folder / "weights.safetensors")), cfg)
+    assert card["model_id"].startswith("dcgan-") and len(card["model_id"]) == len("dcgan-") + 12
+    generator = card["architecture"]["inference_networks"]["generator"]
+    assert generator["parameters"] == sum(
+        p.numel() for p in family.inference_nets()["generator"].parameters()
+    )
+    assert card["license"] == "CC-BY-4.0" and card["limitations"] == ["x"]
+    markdown = (folder / "model_card.md").read_text()
+    for heading in ("## Intended use", "## Out of scope", "## Known limitations"):
+        assert heading in markdown
+    assert card["model_id"] in markdown
+
+
+def test_validation_metrics_go_into_the_card(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from medisynth.cli import main
+
+    family, cfg = trained_family()
+    folder = save_package(tmp_path / "model", family, cfg)
+    report = {
+        "created": "2026-01-01T00:00:00+00:00",
+        "inputs": {"real": "test.npz:test"},
+        "verdicts": ["diversity: ok (ratio 1.02)"],
+        "metrics": {"fid": {"value": 59.1, "per_sample": list(range(500))}},
+    }
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    assert main(["card", str(folder), "--add-metrics", str(tmp_path / "report.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "diversity: ok (ratio 1.02)" in printed and "59.1" in printed
+    card = json.loads((folder / "model_card.json").read_text())
+    assert card["metrics"]["values"]["fid"] == {"value": 59.1}  # the sample list is dropped
+    assert main(["card", str(tmp_path)]) == 2

@@ -91,7 +91,9 @@ def generate(
     model: Path = typer.Argument(..., help="A model package folder (<run>/model)."),
     n: int | None = typer.Option(None, "-n", help="Number of images."),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder (new or empty)."),
-    fmt: str = typer.Option("png", "--format", "-f", help="png, nifti or npz."),
+    fmt: str = typer.Option(
+        "png", "--format", "-f", help="png, nifti, npz or dicom (flagged synthetic)."
+    ),
     class_balance: str | None = typer.Option(
         None, "--class-balance", help="'0.5,0.5' (weights in class order) or '0:300,1:700'."
     ),
@@ -136,6 +138,33 @@ def demo(
         f"median nearest-neighbour L2: synthetic {diversity['synthetic_median_nn_l2']}, "
         f"real {diversity['real_median_nn_l2']}"
     )
+
+
+# --------------------------------------------------------------------------- model card
+@app.command()
+def card(
+    model: Path = typer.Argument(..., help="A model package folder."),
+    add_metrics: Path | None = typer.Option(
+        None, "--add-metrics", help="A `medisynth validate` report.json to record in the card."
+    ),
+) -> None:
+    """Print a model's card as Markdown (optionally recording validation metrics first)."""
+    import json
+
+    from medisynth.errors import ReadError
+    from medisynth.package import CARD_JSON, attach_metrics, model_card_markdown
+
+    if not (model / CARD_JSON).is_file():
+        raise ReadError(model, "not a medisynth model package (no model_card.json)")
+    if add_metrics is not None:
+        try:
+            report = json.loads(add_metrics.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise ReadError(add_metrics, f"not a readable validation report ({err})") from err
+        card_data = attach_metrics(model, report)
+    else:
+        card_data = json.loads((model / CARD_JSON).read_text(encoding="utf-8"))
+    typer.echo(model_card_markdown(card_data))
 
 
 # --------------------------------------------------------------------------- export / push

@@ -54,20 +54,30 @@ class DataConfig(StrictModel):
     """Where the training images come from.
 
     Attributes:
-        format: ``"medmnist"`` (a MedMNIST-layout ``.npz`` at ``path``) or ``"mni152_views"``
-            (axial/coronal/sagittal slices of the MNI152 T1 template shipped with nilearn; the
-            demo's data, no file needed).
+        format: ``"medmnist"`` (a MedMNIST-layout ``.npz`` at ``path``), ``"folder"`` (a
+            folder of images or DICOM files, labelled by class subfolders or a CSV, see
+            ``labels``), ``"slices"`` (2D slices of one volume: NIfTI, MGH or a DICOM series
+            folder) or ``"mni152_views"`` (axial/coronal/sagittal slices of the MNI152 T1
+            template shipped with nilearn; the demo's data, no file needed).
         path: the data file; ``~`` and environment variables are expanded.
         split: which split of the file to train on.
         image_size: resize images to this size (pixels per side); ``None`` keeps the stored size.
         class_names: names of the classes, in label order; default: the label numbers.
+        labels: for ``folder``: ``"subfolders"``, ``"none"`` or the path of a label CSV.
+        axis: for ``slices``: the spatial axis to slice along.
+        min_foreground: for ``slices``: skip slices with less anatomy than this fraction.
+        modality: the modality, when the files do not say (``"CT"``, ``"MR"``, ...).
     """
 
-    format: Literal["medmnist", "mni152_views"] = "medmnist"
+    format: Literal["medmnist", "folder", "slices", "mni152_views"] = "medmnist"
     path: str | None = None
     split: str = "train"
     image_size: int | None = Field(default=None, ge=8, le=1024)
     class_names: list[str] | None = None
+    labels: str = "subfolders"
+    axis: int = Field(default=2, ge=0, le=2)
+    min_foreground: float = Field(default=0.1, ge=0.0, le=1.0)
+    modality: str | None = None
 
     def resolved_path(self) -> Path:
         """``path`` with ``~`` and ``$VARS`` expanded; a ConfigError when it is missing."""
@@ -115,6 +125,42 @@ class TrainConfig(StrictModel):
     tensorboard: bool = True
 
 
+#: What a model card says about use when the run's config says nothing more specific.
+DEFAULT_INTENDED_USE = (
+    "Research: synthetic images to augment or share training data and to study generative "
+    "models. Synthetic images must stay labelled as synthetic."
+)
+DEFAULT_OUT_OF_SCOPE = (
+    "Diagnosis, treatment decisions or any clinical use; passing synthetic images off as real "
+    "patient data; populations, scanners or modalities unlike the training data."
+)
+DEFAULT_LIMITATIONS = [
+    "Trained on one dataset: samples reflect its population, scanners and preprocessing.",
+    "GANs can miss rare findings (mode dropping) and can reproduce training images; check "
+    "diversity and memorisation with `medisynth validate` before sharing samples.",
+    "Fine anatomical detail is not guaranteed to be plausible; do not measure anatomy on "
+    "synthetic images.",
+]
+
+
+class CardConfig(StrictModel):
+    """What the model card states beyond what the run records by itself.
+
+    Attributes:
+        license: the licence of the weights (the training data's own terms also apply).
+        data_description: the training data in words (population, scanner, preprocessing).
+        intended_use: what the model is for.
+        out_of_scope: what it must not be used for.
+        limitations: known limitations, one per item.
+    """
+
+    license: str = "unspecified (set card.license; the training data's terms apply)"
+    data_description: str = ""
+    intended_use: str = DEFAULT_INTENDED_USE
+    out_of_scope: str = DEFAULT_OUT_OF_SCOPE
+    limitations: list[str] = Field(default_factory=lambda: list(DEFAULT_LIMITATIONS))
+
+
 class RunConfig(StrictModel):
     """One training run. Build it with :meth:`from_dict` or :func:`load_config`."""
 
@@ -122,6 +168,7 @@ class RunConfig(StrictModel):
     data: DataConfig = Field(default_factory=DataConfig)
     model: SerializeAsAny[FamilyConfig] = Field(default_factory=FamilyConfig, validate_default=True)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    card: CardConfig = Field(default_factory=CardConfig)
 
     @field_validator("model", mode="before")
     @classmethod

@@ -76,6 +76,11 @@ def mni152_views(size: int = 64, min_brain_fraction: float = 0.5) -> ViewSlices:
     path = mni152_t1_path()
     volume = nib.as_closest_canonical(nib.load(path))
     data = np.asarray(volume.dataobj, dtype=np.float32)
+    # crop to the head's bounding box (plus a margin) so the pixels go to anatomy, not air
+    inside = np.nonzero(data > 40)
+    low = [max(int(i.min()) - 4, 0) for i in inside]
+    high = [min(int(i.max()) + 5, n) for i, n in zip(inside, data.shape, strict=True)]
+    data = data[low[0] : high[0], low[1] : high[1], low[2] : high[2]]
     field = max(data.shape)  # a common square field of view keeps the 1 mm scale in all views
     images: list[np.ndarray] = []
     labels: list[int] = []

@@ -40,7 +40,7 @@ from medisynth.package import ModelPackage, load_package, software_versions
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("png", "nifti", "npz")
+FORMATS = ("png", "nifti", "npz", "dicom")
 OutputFormat = Literal["png", "nifti", "npz"]
 RECORD = "generation.json"
 
@@ -167,6 +167,7 @@ def generate(
     batch_size: int = 256,
     overwrite: bool = False,
     progress: bool = False,
+    size: Sequence[int] | None = None,
 ) -> GenerateResult:
     """Write ``n`` synthetic images with labels into the folder ``out`` (the API behind
     ``medisynth generate``).
@@ -178,7 +179,16 @@ def generate(
         fmt: ``"png"``, ``"nifti"`` or ``"npz"``.
         class_balance: see :func:`parse_class_balance`; default: equal classes.
         seed: noise seed; the same seed gives the same images.
+        size: output grid for multiscale models (any size, generated in tiles; NIfTI only).
     """
+    # --- multiscale models at an arbitrary size (--size): tiled, memmapped, one volume at a time
+    if size is not None:
+        from medisynth.multiscale_inference import generate_volumes
+
+        return generate_volumes(
+            model, n, out, size, seed=seed, fmt=fmt, overwrite=overwrite, progress=progress
+        )
+    # --- end multiscale
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if n is not None and n < 1:
@@ -208,7 +218,22 @@ def generate(
     written: list[str] = []
     labels_file: str | None = None
     storage_note: dict[str, Any] = {}
-    if fmt == "npz":
+    model_name = str(package.card.get("model_id", package.path.name))
+    if fmt == "dicom":
+        from medisynth.export.dicom import export_dicom_images
+
+        modality = data.modality if data.modality and data.modality not in ("CT", "MR") else "OT"
+        files = export_dicom_images(
+            values,
+            out_dir / "dicom",
+            model_id=model_name,
+            modality=modality,
+            series_description=f"Synthetic {', '.join(class_names)}"[:64],
+            labels=[int(v) for v in labels],
+        )
+        written += [str(f.relative_to(out_dir)) for f in files]
+        storage_note = {"iod": "Secondary Capture", "labels": "Image Comments"}
+    elif fmt == "npz":
         from medisynth.export.npz import write_medmnist_npz
 
         dtype = source_dtype if source_dtype in ("uint8", "uint16", "int16") else "float32"
@@ -236,7 +261,13 @@ def generate(
             storage_note = {"dtype": dtype}
             for index, (image, label) in enumerate(zip(values, labels, strict=True), start=1):
                 name = f"{folders[label]}/synthetic_{index:0{width}d}.nii.gz"
-                write_nifti(out_dir / name, image, spacing=data.spacing, dtype=dtype)
+                write_nifti(
+                    out_dir / name,
+                    image,
+                    spacing=data.spacing,
+                    dtype=dtype,
+                    description=f"medisynth synthetic; model {model_name}",
+                )
                 rows.append((name, str(int(label)), class_names[label]))
                 written.append(name)
         buffer = io.StringIO()

@@ -22,6 +22,7 @@ torch.Size([2, 1, 28, 28])
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -56,11 +57,6 @@ CONFIG = "config.yaml"
 INTENSITY = "intensity_map.json"
 CARD_JSON = "model_card.json"
 CARD_MD = "model_card.md"
-
-INTENDED_USE = (
-    "Research: synthetic images to augment or share training data and to study generative "
-    "models. Not for diagnosis. Synthetic images must stay labelled as synthetic."
-)
 
 
 def software_versions() -> dict[str, str]:
@@ -98,7 +94,7 @@ def save_package(
     for net_name, net in family.inference_nets().items():
         for key, value in net.state_dict().items():
             tensors[f"{net_name}.{key}"] = value.detach().cpu().contiguous()
-    card = _card(family, config, training or {}, metrics or {})
+    card = _card(family, config, training or {}, metrics or {}, model_id(tensors, config))
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
@@ -127,26 +123,88 @@ def save_package(
     return folder
 
 
+def model_id(tensors: dict[str, torch.Tensor], config: RunConfig) -> str:
+    """``<family>-<first 12 hex of the weights' sha256>``: names a model by what it computes."""
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        digest.update(key.encode())
+        digest.update(tensors[key].numpy().tobytes())
+    return f"{config.model.family}-{digest.hexdigest()[:12]}"
+
+
+def _architecture(family: GANFamily) -> dict[str, Any]:
+    nets = {
+        name: {
+            "class": type(net).__name__,
+            "parameters": int(sum(p.numel() for p in net.parameters())),
+        }
+        for name, net in family.inference_nets().items()
+    }
+    return {"family": type(family).__name__, "inference_networks": nets}
+
+
 def _card(
-    family: GANFamily, config: RunConfig, training: dict[str, Any], metrics: dict[str, Any]
+    family: GANFamily,
+    config: RunConfig,
+    training: dict[str, Any],
+    metrics: dict[str, Any],
+    identifier: str,
 ) -> dict[str, Any]:
     data = family.data
     total = sum(data.class_counts.values())
     balance = {
         data.class_names[k]: round(v / total, 6) for k, v in sorted(data.class_counts.items())
     }
+    card = config.card
     return {
         "format": PACKAGE_FORMAT,
+        "model_id": identifier,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "family": config.model.family,
+        "architecture": _architecture(family),
         "seed": config.seed,
-        "data": {**data.to_dict(), "class_balance": balance},
+        "data": {
+            **data.to_dict(),
+            "class_balance": balance,
+            "description": card.data_description,
+        },
         "model": config.model.model_dump(mode="json"),
         "training": {**config.train.model_dump(mode="json"), **training},
         "metrics": metrics,
         "versions": software_versions(),
-        "intended_use": INTENDED_USE,
+        "intended_use": card.intended_use,
+        "out_of_scope": card.out_of_scope,
+        "limitations": list(card.limitations),
+        "license": card.license,
     }
+
+
+def _scalars(value: Any, depth: int = 2) -> Any:
+    """The numbers and short strings of a nested report entry (lists of samples dropped)."""
+    if isinstance(value, dict):
+        if depth == 0:
+            return None
+        kept = {k: _scalars(v, depth - 1) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v is not None and v != {}}
+    if isinstance(value, bool | int | float) or (isinstance(value, str) and len(value) < 200):
+        return value
+    return None
+
+
+def attach_metrics(folder: str | os.PathLike[str], report: dict[str, Any]) -> dict[str, Any]:
+    """Put a ``medisynth validate`` report's summary into a package's model card (rewritten
+    atomically, JSON and Markdown). Returns the updated card."""
+    folder = Path(folder)
+    card = json.loads((folder / CARD_JSON).read_text(encoding="utf-8"))
+    card["metrics"] = {
+        "validated": report.get("created", ""),
+        "inputs": report.get("inputs", {}),
+        "verdicts": report.get("verdicts", []),
+        "values": {name: _scalars(value) for name, value in report.get("metrics", {}).items()},
+    }
+    atomic_write_text(folder / CARD_JSON, json.dumps(card, indent=2) + "\n")
+    atomic_write_text(folder / CARD_MD, model_card_markdown(card))
+    return card
 
 
 def model_card_markdown(card: dict[str, Any]) -> str:
@@ -156,12 +214,21 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         f"{name} ({data['class_counts'].get(str(k), 0)} images)"
         for k, name in enumerate(data["class_names"])
     )
+    architecture = card.get("architecture", {})
+    networks = ", ".join(
+        f"{name}: {net['class']} ({net['parameters']:,} parameters)"
+        for name, net in architecture.get("inference_networks", {}).items()
+    )
     lines = [
-        f"# Model card: {card['family']} generator",
+        f"# Model card: {card.get('model_id', card['family'])}",
         "",
+        f"- Model id: `{card.get('model_id', 'n/a')}`",
+        f"- Architecture: {architecture.get('family', card['family'])}; {networks}",
+        f"- License: {card.get('license', 'unspecified')}",
         f"- Created: {card['created']}",
         f"- Seed: {card['seed']}",
-        f"- Data: {data['source'] or 'in-memory dataset'}",
+        f"- Data: {data['source'] or 'in-memory dataset'}"
+        + (f" -- {data['description']}" if data.get("description") else ""),
         f"- Data fingerprint (sha256): `{data['fingerprint'] or 'n/a'}`",
         f"- Images: {data['channels']} channel(s), {' x '.join(map(str, data['spatial_shape']))}"
         f", stored as {data['source_dtype']}{', ' + data['modality'] if data['modality'] else ''}",
@@ -176,6 +243,14 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         "## Intended use",
         "",
         card["intended_use"],
+        "",
+        "## Out of scope",
+        "",
+        card.get("out_of_scope", ""),
+        "",
+        "## Known limitations",
+        "",
+        *[f"- {item}" for item in card.get("limitations", [])],
         "",
     ]
     if card.get("metrics"):
@@ -243,7 +318,9 @@ def load_package(folder: str | os.PathLike[str], device: str = "cpu") -> ModelPa
     if card.get("format") != PACKAGE_FORMAT:
         raise ReadError(folder, f"unsupported package format {card.get('format')!r}")
     config = RunConfig.from_dict(config_data, source=str(folder / CONFIG))
-    data_fields = {k: v for k, v in card["data"].items() if k != "class_balance"}
+    data_fields = {
+        k: v for k, v in card["data"].items() if k not in ("class_balance", "description")
+    }
     data = DataInfo.from_dict(data_fields)
     data.intensity_map = intensity
     family = get_family(config.model.family).build(

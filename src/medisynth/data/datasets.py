@@ -139,21 +139,27 @@ def _fit_plane(plane: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     return np.asarray(fit(torch.from_numpy(np.ascontiguousarray(plane))))
 
 
-def foreground_fraction(plane: np.ndarray, background: float | None = None) -> float:
-    """Fraction of pixels above the background value (the slice minimum by default)."""
-    floor = float(plane.min()) if background is None else background
-    return float(np.mean(np.any(plane > floor, axis=0)))
+def background_level(array: np.ndarray) -> float:
+    """The level below which a voxel counts as background: 5% of the way from the minimum to
+    the 99th percentile, so scanner noise in the air around the body is not anatomy.
+
+    >>> background_level(np.array([0.0, 0.0, 100.0, 100.0]))
+    5.0
+    """
+    low, high = float(array.min()), float(np.percentile(array, 99))
+    return low + 0.05 * (high - low)
 
 
 def slice_indices(
     volume: Image, axis: int, min_foreground: float = 0.0, background: float | None = None
 ) -> list[int]:
-    """Indices of the slices along spatial ``axis`` whose foreground fraction is at least
+    """Indices of the slices along spatial ``axis`` whose foreground fraction (pixels above
+    ``background``, by default :func:`background_level` of the volume) is at least
     ``min_foreground`` (every slice when it is 0)."""
     if axis not in (0, 1, 2):
         raise ConfigError(f"slice axis must be 0, 1 or 2, got {axis}")
     array = volume.array
-    floor = float(array.min()) if background is None else background
+    floor = background_level(array) if background is None else background
     count = array.shape[axis + 1]
     if min_foreground <= 0:
         return list(range(count))

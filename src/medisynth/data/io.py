@@ -597,7 +597,8 @@ def read_image_folder(
             (file names relative to ``root``).
         skip_bad: leave out unreadable files and files whose shape differs from the most
             common one, listing them in ``.skipped``, instead of raising.
-        modality: recorded on the result (e.g. ``"CR"``).
+        modality: recorded on the result (e.g. ``"CR"``); default: the modality the files
+            record, when they all agree (DICOM).
 
     >>> folder = read_image_folder(DATA / "drive" / "training" / "images")  # doctest: +SKIP
     >>> folder.images.shape                                                  # doctest: +SKIP
@@ -665,5 +666,11 @@ def read_image_folder(
             (str(f.relative_to(root)), img.fingerprint) for f, _, img in read
         ),
         path=str(root),
-        modality=(modality or "").upper(),
+        modality=(modality or _shared_modality([img for _, _, img in read])).upper(),
     )
+
+
+def _shared_modality(images: Sequence[Image]) -> str:
+    """The modality all images record (DICOM does), or ``""`` when they disagree or say none."""
+    found = {img.modality for img in images}
+    return found.pop() if len(found) == 1 else ""

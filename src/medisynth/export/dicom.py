@@ -11,9 +11,9 @@ the model. Nothing is copied from any source file: the objects are built from sc
 * 2D images become Secondary Capture objects (grey 8/16-bit or RGB), one series per call.
 
 Intensities: CT is stored as signed 16-bit HU (Rescale Slope 1, Intercept 0, rounded to 1 HU);
-MR as 16-bit, signed when there are negative values; other grey images as unsigned 16-bit
-(8-bit when the values are integers in 0..255), rounded to integers and clipped to the type's
-range. Secondary Capture images with non-integer values and
+MR as 16-bit, signed when there are negative values; other grey images as 16-bit, signed when
+there are negative values (8-bit when the values are integers in 0..255), rounded to integers
+and clipped to the type's range. Secondary Capture images with non-integer values and
 a range under 4096 are first stretched linearly onto 0..4095 and the stretch is written to
 Rescale Slope/Intercept, so the reader restores them to within 1/4095 of their range. MR series
 have no rescale in their IOD: their values are rounded to integers.
@@ -189,7 +189,7 @@ def _storage_for(values: np.ndarray, modality: str, allow_rescale: bool) -> _Sto
         return _Storage("uint16", slope, low)
     if integers and low >= 0 and high <= 255:
         return _Storage("uint8", 1.0, 0.0)
-    return _Storage("uint16", 1.0, 0.0)
+    return _Storage("uint16" if low >= 0 else "int16", 1.0, 0.0)
 
 
 def _set_pixels(ds: Any, stored: np.ndarray, storage: _Storage, colour: bool) -> None:

@@ -40,12 +40,63 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
     return out.numpy()
 
 
+def _read_files(
+    config: DataConfig,
+) -> tuple[np.ndarray, np.ndarray, list[str], str, str, str, str, tuple[float, ...] | None]:
+    """Images, labels and provenance for ``folder`` and ``slices`` data.
+
+    The source description names the format, count and modality but not the path: a folder
+    of patient data is often named after the patient, and the model package must carry no
+    identifiers.
+    """
+    from medisynth.data.datasets import slice_indices
+    from medisynth.data.io import read_image, read_image_folder
+
+    path = config.resolved_path()
+    if config.format == "folder":
+        folder = read_image_folder(path, labels=config.labels, modality=config.modality)
+        images, labels = folder.images, folder.labels
+        names = list(config.class_names or folder.class_names)
+        modality = folder.modality
+        source = f"image folder: {len(images)} images, classes {folder.class_names}"
+        spacing = None
+        source_dtype, fingerprint = folder.source_dtype, folder.fingerprint
+    else:
+        volume = read_image(path, modality=config.modality)
+        if volume.ndim != 3:
+            raise ConfigError(f"{path}: data.format 'slices' needs a 3D volume")
+        moved = np.moveaxis(volume.array, config.axis + 1, 1)
+        keep = slice_indices(volume, config.axis, config.min_foreground)
+        if not keep:
+            raise ConfigError(
+                f"{path}: no slice has {config.min_foreground:.0%} foreground; "
+                "lower data.min_foreground"
+            )
+        images = np.ascontiguousarray(np.moveaxis(moved[:, keep], 1, 0))
+        labels = np.zeros(len(images), np.int64)
+        names = list(config.class_names or ["slice"])
+        modality = volume.modality
+        source = (
+            f"{len(images)} slices (axis {config.axis}) of a {volume.meta.get('format', '')} "
+            f"volume {volume.spatial_shape}"
+        )
+        plane = [s for i, s in enumerate(volume.spacing) if i != config.axis]
+        spacing = (float(plane[0]), float(plane[1]))
+        source_dtype, fingerprint = volume.source_dtype, volume.fingerprint
+    if config.image_size:
+        if len({tuple(i.shape) for i in images}) > 1:
+            raise ConfigError("images differ in size")
+        images = resize_images(images, config.image_size)
+    return images, labels, names, source_dtype, modality, fingerprint, source, spacing
+
+
 def load_training_data(config: DataConfig) -> tuple[LabeledImageDataset, DataInfo]:
     """Read the images ``config`` points at and describe them.
 
     Returns the dataset (items ``{"image", "label"}`` in [-1, 1]) and its :class:`DataInfo`
     (shape, classes and their counts, intensity map, fingerprint).
     """
+    spacing: tuple[float, ...] | None
     if config.format == "mni152_views":
         from medisynth.demo import mni152_views
 
@@ -54,6 +105,10 @@ def load_training_data(config: DataConfig) -> tuple[LabeledImageDataset, DataInf
         class_names = list(config.class_names or views.class_names)
         source_dtype, modality, fingerprint = "uint8", "MR", views.fingerprint
         source, spacing = views.source, views.spacing
+    elif config.format in ("folder", "slices"):
+        images, labels, class_names, source_dtype, modality, fingerprint, source, spacing = (
+            _read_files(config)
+        )
     else:
         from medisynth.data.io import read_medmnist
 
