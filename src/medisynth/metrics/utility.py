@@ -40,6 +40,26 @@ CONDITIONS = ("real", "synthetic", "real+synthetic")
 
 
 # --------------------------------------------------------------------------- scores
+
+
+def _training_sets(
+    real_train: tuple[np.ndarray, np.ndarray] | None,
+    synthetic_train: tuple[np.ndarray, np.ndarray] | None,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The training conditions that the given sets allow: real, synthetic, real+synthetic."""
+    sets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if real_train is not None:
+        sets["real"] = real_train
+    if synthetic_train is not None:
+        sets["synthetic"] = synthetic_train
+    if real_train is not None and synthetic_train is not None:
+        sets["real+synthetic"] = (
+            np.concatenate([real_train[0], synthetic_train[0]]),
+            np.concatenate([real_train[1], synthetic_train[1]]),
+        )
+    return sets
+
+
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Binary ROC AUC from ranks (ties count 1/2); ``nan`` when one class is absent."""
     from scipy.stats import rankdata
@@ -315,16 +335,7 @@ def classification_utility(
         max(np.max(test[1]), *(np.max(d[1]) for d in (real_train, synthetic_train) if d))
     )
     n_classes += 1
-    sets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    if real_train is not None:
-        sets["real"] = real_train
-    if synthetic_train is not None:
-        sets["synthetic"] = synthetic_train
-    if real_train is not None and synthetic_train is not None:
-        sets["real+synthetic"] = (
-            np.concatenate([real_train[0], synthetic_train[0]]),
-            np.concatenate([real_train[1], synthetic_train[1]]),
-        )
+    sets = _training_sets(real_train, synthetic_train)
     todo = [c for c in conditions if c in sets]
     results: dict[str, dict[str, Any]] = {}
     with tqdm(total=len(todo) * len(seeds), desc="utility", disable=not progress) as bar:
@@ -404,16 +415,7 @@ def segmentation_utility(
     epochs: int = 30,
 ) -> dict[str, dict[str, Any]]:
     """Dice (mean, std over seeds) on the real ``test`` pairs for each training condition."""
-    sets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    if real_train is not None:
-        sets["real"] = real_train
-    if synthetic_train is not None:
-        sets["synthetic"] = synthetic_train
-    if real_train is not None and synthetic_train is not None:
-        sets["real+synthetic"] = (
-            np.concatenate([real_train[0], synthetic_train[0]]),
-            np.concatenate([real_train[1], synthetic_train[1]]),
-        )
+    sets = _training_sets(real_train, synthetic_train)
     results: dict[str, dict[str, Any]] = {}
     for condition, (images, masks) in sets.items():
         scores = []
