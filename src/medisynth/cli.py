@@ -101,10 +101,20 @@ def generate(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace an earlier generated set in OUT."
     ),
+    size: str | None = typer.Option(
+        None,
+        "--size",
+        help="Multiscale models: volume size, any size, e.g. 512 or 512x512x256 (NIfTI, tiled).",
+    ),
 ) -> None:
     """Generate a labelled synthetic dataset in the source's units."""
     from medisynth.generate import generate as run_generate
 
+    grid = None
+    if size is not None:  # multiscale models (medisynth.multiscale_inference)
+        from medisynth.multiscale_inference import parse_size
+
+        grid = parse_size(size)
     result = run_generate(
         model,
         n,
@@ -114,6 +124,7 @@ def generate(
         seed=seed,
         overwrite=overwrite,
         progress=True,
+        size=grid,
     )
     typer.echo(
         f"wrote {result.count} images ({result.format}) to {result.out_dir}: {result.class_counts}"
@@ -252,6 +263,49 @@ def validate(
     for line in report["verdicts"]:
         typer.echo(line)
     typer.echo(f"report: {output / 'report.json'}, {output / 'report.html'}")
+
+
+# --------------------------------------------------------------------------- translate
+@app.command()
+def translate(
+    model: Path = typer.Argument(..., help="An image-to-image model package (pix2pix, cyclegan)."),
+    input_path: Path = typer.Argument(
+        ...,
+        metavar="INPUT",
+        help="A PNG/TIFF image, a NIfTI/MGH volume, a DICOM series folder or a folder of images.",
+    ),
+    out: Path = typer.Option(
+        ..., "-o", "--out", help="Output file (.nii.gz, .png, .npy) or folder (folder input)."
+    ),
+    axis: int | None = typer.Option(
+        None, "--axis", help="Slice axis for a 2D model on volumes (default: the training axis)."
+    ),
+    modality: str | None = typer.Option(None, "--modality", help="The input's modality."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Slices per forward pass."),
+    source_scaling: str = typer.Option(
+        "auto",
+        "--source-scaling",
+        help="Input scaling: 'input' refits the training percentiles on each input (MR), "
+        "'model' uses the training map (CT windows, integer ranges), 'auto' picks.",
+    ),
+) -> None:
+    """Translate images to the model's target domain (e.g. T1 -> T2), in the target's units."""
+    from medisynth.translate import translate as run_translate
+
+    result = run_translate(
+        model,
+        input_path,
+        out,
+        axis=axis,
+        modality=modality,
+        overwrite=overwrite,
+        batch_size=batch_size,
+        source_scaling=source_scaling,
+    )
+    typer.echo(f"translated {len(result.outputs)} file(s) with {result.model_id}:")
+    for path in result.outputs:
+        typer.echo(f"  {path}")
 
 
 # --------------------------------------------------------------------------- entry point

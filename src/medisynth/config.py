@@ -58,19 +58,30 @@ class DataConfig(StrictModel):
             folder of images or DICOM files, labelled by class subfolders or a CSV, see
             ``labels``), ``"slices"`` (2D slices of one volume: NIfTI, MGH or a DICOM series
             folder) or ``"mni152_views"`` (axial/coronal/sagittal slices of the MNI152 T1
-            template shipped with nilearn; the demo's data, no file needed).
+            template shipped with nilearn; the demo's data, no file needed), ``"paired"``
+            (co-registered source/target images for image-to-image translation: ``path`` and
+            ``target_path`` are two volumes, two images, or two folders whose files pair up by
+            sorted name; volumes give paired slices along ``axis``) or ``"unpaired"`` (the same
+            inputs, but each batch draws sources and targets independently, e.g. CycleGAN).
         path: the data file; ``~`` and environment variables are expanded.
+        target_path: for ``paired``/``unpaired``: the target-domain file or folder.
         split: which split of the file to train on.
         image_size: resize images to this size (pixels per side); ``None`` keeps the stored size.
         class_names: names of the classes, in label order; default: the label numbers.
         labels: for ``folder``: ``"subfolders"``, ``"none"`` or the path of a label CSV.
-        axis: for ``slices``: the spatial axis to slice along.
-        min_foreground: for ``slices``: skip slices with less anatomy than this fraction.
+        axis: for ``slices`` (and volume pairs): the spatial axis to slice along.
+        min_foreground: for ``slices`` (and volume pairs): skip slices with less anatomy than
+            this fraction.
         modality: the modality, when the files do not say (``"CT"``, ``"MR"``, ...).
+        volumes: for ``paired``/``unpaired`` volumes: ``"slices"`` (2D slices along ``axis``)
+            or ``"whole"`` (whole volumes, for a 3D model).
     """
 
-    format: Literal["medmnist", "folder", "slices", "mni152_views"] = "medmnist"
+    format: Literal["medmnist", "folder", "slices", "mni152_views", "paired", "unpaired"] = (
+        "medmnist"
+    )
     path: str | None = None
+    target_path: str | None = None
     split: str = "train"
     image_size: int | None = Field(default=None, ge=8, le=1024)
     class_names: list[str] | None = None
@@ -78,12 +89,19 @@ class DataConfig(StrictModel):
     axis: int = Field(default=2, ge=0, le=2)
     min_foreground: float = Field(default=0.1, ge=0.0, le=1.0)
     modality: str | None = None
+    volumes: Literal["slices", "whole"] = "slices"
 
     def resolved_path(self) -> Path:
         """``path`` with ``~`` and ``$VARS`` expanded; a ConfigError when it is missing."""
         if not self.path:
             raise ConfigError(f"data.path is required for data.format={self.format!r}")
         return Path(os.path.expandvars(os.path.expanduser(self.path)))
+
+    def resolved_target_path(self) -> Path:
+        """``target_path`` expanded; a ConfigError when it is missing."""
+        if not self.target_path:
+            raise ConfigError(f"data.target_path is required for data.format={self.format!r}")
+        return Path(os.path.expandvars(os.path.expanduser(self.target_path)))
 
 
 class TrainConfig(StrictModel):

@@ -23,6 +23,13 @@ def tiny_batch(classes: int = 2, n: int = 8) -> dict[str, torch.Tensor]:
     return {"image": torch.rand(n, 1, 16, 16) * 2 - 1, "label": torch.arange(n) % classes}
 
 
+#: image-to-image families: their own settings, and batches of {"source", "target"}
+TRANSLATION_SETTINGS = {
+    "pix2pix": {"g_channels": 4, "g_depth": 2, "d_channels": 4, "d_layers": 2},
+    "cyclegan": {"g_channels": 4, "n_blocks": 1, "d_channels": 4, "d_layers": 2},
+}
+
+
 def test_unknown_family_lists_the_known_ones() -> None:
     with pytest.raises(ConfigError, match=r"unknown GAN family 'dcgam' \(did you mean 'dcgan'\?\)"):
         get_family("dcgam")
@@ -32,12 +39,14 @@ def test_unknown_family_lists_the_known_ones() -> None:
 def test_every_family_honours_the_contract(name: str) -> None:
     family_class = get_family(name)
     assert issubclass(family_class, GANFamily)
-    config = family_class.config_class.model_validate(
-        {"family": name, "g_channels": 4, "d_channels": 4, "latent_dim": 8}
-    )
+    settings = TRANSLATION_SETTINGS.get(name, {"g_channels": 4, "d_channels": 4, "latent_dim": 8})
+    config = family_class.config_class.model_validate({"family": name, **settings})
     torch.manual_seed(0)
     family = family_class.build(config, tiny_data())
-    losses = family.train_step(tiny_batch())
+    batch = tiny_batch()
+    if name in TRANSLATION_SETTINGS:
+        batch = {"source": batch["image"], "target": -batch["image"]}
+    losses = family.train_step(batch)
     assert losses and all(isinstance(v, float) for v in losses.values())
     samples = family.sample(3, torch.tensor([0, 1, 1]))
     assert samples.shape == (3, 1, 16, 16) and samples.dtype == torch.float32

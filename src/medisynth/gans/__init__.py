@@ -9,7 +9,7 @@ one line in :data:`FAMILIES`.
 ...     get_family("stylegan9")
 ... except Exception as err:
 ...     print(err)
-unknown GAN family 'stylegan9'; known families: ...dcgan...
+unknown GAN family 'stylegan9'...; known families: ...dcgan...
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ from medisynth.gans.base import DataInfo, GANFamily, StepContext
 #: family name -> "module:Class"; the modules are imported only when the family is used
 FAMILIES: dict[str, str] = {
     "dcgan": "medisynth.gans.dcgan:DCGAN",
+    "multiscale": "medisynth.gans.multiscale:MultiScaleGAN",
+    "pix2pix": "medisynth.gans.pix2pix:Pix2Pix",
+    "cyclegan": "medisynth.gans.cyclegan:CycleGAN",
 }
 
 

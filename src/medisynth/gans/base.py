@@ -50,6 +50,10 @@ class DataInfo:
     spacing: tuple[float, ...] | None = None
     fingerprint: str = ""
     source: str = ""
+    #: image-to-image models: the input domain's intensity map and channels (``intensity_map``
+    #: and ``channels`` then describe the output, i.e. target, domain)
+    source_intensity_map: IntensityMap | None = None
+    source_channels: int | None = None
 
     @property
     def num_classes(self) -> int:
@@ -62,6 +66,8 @@ class DataInfo:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["intensity_map"] = self.intensity_map.to_dict()
+        if self.source_intensity_map is not None:
+            out["source_intensity_map"] = self.source_intensity_map.to_dict()
         out["class_counts"] = {str(k): v for k, v in self.class_counts.items()}
         return out
 
@@ -71,6 +77,8 @@ class DataInfo:
 
         data = dict(data)
         data["intensity_map"] = intensity_map_from_dict(data["intensity_map"])
+        if data.get("source_intensity_map") is not None:
+            data["source_intensity_map"] = intensity_map_from_dict(data["source_intensity_map"])
         data["class_counts"] = {int(k): int(v) for k, v in data.get("class_counts", {}).items()}
         data["spatial_shape"] = tuple(data["spatial_shape"])
         if data.get("spacing") is not None:

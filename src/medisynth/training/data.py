@@ -96,6 +96,10 @@ def load_training_data(config: DataConfig) -> tuple[LabeledImageDataset, DataInf
     Returns the dataset (items ``{"image", "label"}`` in [-1, 1]) and its :class:`DataInfo`
     (shape, classes and their counts, intensity map, fingerprint).
     """
+    if config.format in ("paired", "unpaired"):  # image-to-image data: {"source", "target"}
+        from medisynth.training.pairs import load_pair_data
+
+        return load_pair_data(config)  # type: ignore[return-value]
     spacing: tuple[float, ...] | None
     if config.format == "mni152_views":
         from medisynth.demo import mni152_views

@@ -308,7 +308,9 @@ class Trainer:
             log.warning("--resume: no checkpoint at %s; starting from step 0", self.checkpoint_path)
             return 0
         state = load_checkpoint(self.checkpoint_path)
-        saved, current = state["config"], self.config.to_dict()
+        # through the current schema, so settings added since (with defaults) compare equal
+        saved = RunConfig.from_dict(state["config"]).to_dict()
+        current = self.config.to_dict()
         for config in (saved, current):  # the data may move; its fingerprint must not change
             config["data"] = {k: v for k, v in config["data"].items() if k != "path"}
         changed = [k for k in RESUME_MUST_MATCH if saved.get(k) != current.get(k)]

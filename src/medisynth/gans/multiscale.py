@@ -1,0 +1,356 @@
+"""The multi-scale patch GAN family (Uzunova et al., MICCAI 2019): high-resolution 3D volumes
+and large 2D images in bounded memory.
+
+Level 0 is a GAN on the whole image at low resolution (``1 / 2**levels`` of the training
+grid, e.g. 16^3 for 64^3 volumes with two levels), from a noise map and optionally from a
+condition (label map, sketch, other contrast). Levels 1..L are patch GANs: each takes the
+upsampled patch of the level below (+ the condition patch) and produces the x2 patch as a
+residual over it. Losses: LSGAN for every level plus ``l1_weight`` x L1 to the real patch
+(levels >= 1, and level 0 when conditional). Each discriminator sees its image concatenated
+with the low-resolution context, as in the authors' code.
+
+Training samples ``patches_per_volume`` random patches per volume and level per step, with
+teacher forcing (the level-l input is the real image downsampled to level l-1 and upsampled);
+the full-resolution volume never goes through a network. Sampling runs the whole pipeline in
+tiles (:mod:`medisynth.multiscale_inference`), so any size can be generated.
+
+>>> import torch
+>>> from medisynth.gans.base import DataInfo
+>>> data = DataInfo(channels=1, spatial_shape=(32, 32, 32))
+>>> cfg = MultiScaleConfig(levels=2, latent_dim=4, g0_channels=4, g_channels=4, d_channels=4,
+...                        res_blocks=1, patch_size=16)
+>>> gan = MultiScaleGAN.build(cfg, data)
+>>> sorted(gan.train_step({"image": torch.rand(2, 1, 32, 32, 32) * 2 - 1}))
+['d_loss', 'g_loss', 'l1']
+>>> gan.sample(2).shape
+torch.Size([2, 1, 32, 32, 32])
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+
+from medisynth.config import FamilyConfig
+from medisynth.errors import ConfigError
+from medisynth.gans.base import GANFamily, unwrap
+from medisynth.losses import discriminator_loss, generator_loss
+from medisynth.multiscale_inference import Ramp, TileSettings, level_shapes, synthesize
+from medisynth.nets.multiscale import (
+    NOISE_FACTOR,
+    MultiScaleDiscriminator,
+    MultiScaleGenerator,
+    downsample,
+    upsample2,
+)
+
+GRID_SEED = 20_191_013  # fixed noise for monitoring grids (MICCAI 2019 opening day)
+
+
+class MultiScaleConfig(FamilyConfig):
+    """Settings of the multi-scale patch GAN (``model:`` section of a run config).
+
+    Attributes:
+        levels: patch levels above level 0 (each doubles the resolution); the training images'
+            sides must be multiples of ``4 * 2**levels``.
+        latent_dim: channels of level 0's noise map (at 1/4 of the level-0 grid).
+        g0_channels: width of the level-0 generator (x2, x4 at its coarser stages).
+        g_channels: width of the patch generators.
+        d_channels: first-layer width of every discriminator.
+        res_blocks: residual blocks per patch generator.
+        patch_size: side of the training patches of levels >= 1 (at that level's resolution).
+        patches_per_volume: random patches per volume and level per step.
+        l1_weight: weight of the L1 term (lambda).
+        spectral_norm: spectral-normalise the discriminators.
+        lr_g, lr_d, betas: Adam settings.
+        image_key: the batch entry holding the images (``"target"`` for paired datasets).
+        condition_key: the batch entry holding the condition (``"source"``, ``"mask"``), or
+            ``None`` for an unconditional model.
+        condition_channels: channels of the condition (needed with ``condition_key``).
+        tile, overlap, tile_batch, ramp: tiled inference (see
+            :class:`~medisynth.multiscale_inference.TileSettings`).
+        grid_size: volumes in monitoring grids (3D cubes show three orthogonal mid-slices).
+    """
+
+    family: Literal["multiscale"] = "multiscale"
+    levels: int = Field(default=2, ge=1, le=6)
+    latent_dim: int = Field(default=16, ge=1)
+    g0_channels: int = Field(default=32, ge=1)
+    g_channels: int = Field(default=16, ge=1)
+    d_channels: int = Field(default=16, ge=1)
+    res_blocks: int = Field(default=2, ge=0, le=16)
+    patch_size: int = Field(default=32, ge=8)
+    patches_per_volume: int = Field(default=1, ge=1)
+    l1_weight: float = Field(default=10.0, ge=0)
+    spectral_norm: bool = True
+    lr_g: float = Field(default=2e-4, gt=0)
+    lr_d: float = Field(default=2e-4, gt=0)
+    betas: tuple[float, float] = (0.5, 0.999)
+    image_key: str = "image"
+    condition_key: str | None = None
+    condition_channels: int = Field(default=0, ge=0)
+    tile: int = Field(default=64, ge=8)
+    overlap: int = Field(default=8, ge=0)
+    tile_batch: int = Field(default=2, ge=1)
+    ramp: Ramp = "linear"
+    grid_size: int = Field(default=4, ge=1)
+
+    @model_validator(mode="after")
+    def _condition_pair(self) -> MultiScaleConfig:
+        if (self.condition_key is None) != (self.condition_channels == 0):
+            raise ValueError(
+                "give model.condition_key and model.condition_channels together "
+                "(both unset for an unconditional model)"
+            )
+        if 2 * self.overlap > self.tile:
+            raise ValueError(f"overlap {self.overlap} must be at most half the tile {self.tile}")
+        return self
+
+
+def _crop(x: torch.Tensor, start: tuple[int, ...], size: tuple[int, ...]) -> torch.Tensor:
+    index = (slice(None),) + tuple(slice(s, s + n) for s, n in zip(start, size, strict=True))
+    return x[index]
+
+
+class MultiScaleGAN(GANFamily):
+    """Level-0 GAN + per-level patch GANs trained together (see the module doc)."""
+
+    config_class = MultiScaleConfig
+    ema_names = ("generator",)
+    config: MultiScaleConfig
+    #: not class-conditional (class labels are ignored; conditions are images)
+    num_classes = 0
+
+    def setup(self, training: bool) -> None:
+        cfg, data = self.config, self.data
+        self.levels = cfg.levels
+        unit = NOISE_FACTOR * 2**cfg.levels
+        if any(s % unit for s in data.spatial_shape):
+            raise ConfigError(
+                f"the multiscale family with model.levels={cfg.levels} needs image sides that are "
+                f"multiples of {unit} (level 0 at 1/{2**cfg.levels} of the image, its noise map "
+                f"at 1/{NOISE_FACTOR} of that); got {data.spatial_shape}. Set data.image_size or "
+                "lower model.levels"
+            )
+        if data.spatial_dims not in (2, 3):
+            raise ConfigError(f"images must be 2D or 3D, got {data.spatial_shape}")
+        self.shapes = level_shapes(data.spatial_shape, cfg.levels)
+        self.patch_shapes = [self.shapes[0]] + [
+            tuple(min(cfg.patch_size, s) // 2 * 2 for s in shape) for shape in self.shapes[1:]
+        ]
+        generator = MultiScaleGenerator(
+            cfg.levels,
+            data.channels,
+            cfg.latent_dim,
+            cfg.g0_channels,
+            cfg.g_channels,
+            cfg.res_blocks,
+            cfg.condition_channels,
+            data.spatial_dims,
+        )
+        self.nets["generator"] = generator.to(self.context.device)
+        self._grid_conditions: torch.Tensor | None = None
+        if not training:
+            return
+        discriminator = MultiScaleDiscriminator(
+            [min(shape) for shape in self.patch_shapes],
+            data.channels,
+            cfg.d_channels,
+            cfg.condition_channels,
+            cfg.spectral_norm,
+            data.spatial_dims,
+        )
+        self.nets["discriminator"] = discriminator.to(self.context.device)
+        self.optimizers["generator"] = torch.optim.Adam(
+            generator.parameters(), lr=cfg.lr_g, betas=cfg.betas
+        )
+        self.optimizers["discriminator"] = torch.optim.Adam(
+            discriminator.parameters(), lr=cfg.lr_d, betas=cfg.betas
+        )
+
+    # ------------------------------------------------------------------ training
+    def _condition(self, batch: dict[str, torch.Tensor], like: torch.Tensor) -> torch.Tensor | None:
+        key = self.config.condition_key
+        if key is None:
+            return None
+        if key not in batch:
+            raise ConfigError(
+                f"model.condition_key={key!r} but the batch has only {', '.join(batch)}"
+            )
+        cond = batch[key].to(self.context.device).float()
+        if cond.ndim == like.ndim - 1:  # label maps without a channel axis
+            cond = cond.unsqueeze(1)
+        if cond.shape[1] != self.config.condition_channels or cond.shape[2:] != like.shape[2:]:
+            raise ConfigError(
+                f"condition {tuple(cond.shape[1:])} does not fit images {tuple(like.shape[1:])} "
+                f"with model.condition_channels={self.config.condition_channels}"
+            )
+        return cond
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        cfg, ctx, levels = self.config, self.context, self.levels
+        if cfg.image_key not in batch:
+            raise ConfigError(
+                f"model.image_key={cfg.image_key!r} but the batch has only {', '.join(batch)}"
+            )
+        real = ctx.memory_format(batch[cfg.image_key].float())
+        cond = self._condition(batch, real)
+        if cond is not None and self._grid_conditions is None:
+            self._grid_conditions = cond[: cfg.grid_size].detach().cpu()
+        n = real.shape[0]
+        with torch.no_grad():
+            reals = [downsample(real, 2 ** (levels - lvl)) for lvl in range(levels + 1)]
+            conds = [
+                None if cond is None else downsample(cond, 2 ** (levels - lvl))
+                for lvl in range(levels + 1)
+            ]
+            ups, targets, cond_patches = [], [], []
+            for lvl in range(1, levels + 1):
+                up = upsample2(reals[lvl - 1])
+                size = self.patch_shapes[lvl]
+                picks = []
+                for _ in range(cfg.patches_per_volume):
+                    for i in range(n):
+                        start = tuple(
+                            2 * int(torch.randint(0, (s - p) // 2 + 1, ()))
+                            for s, p in zip(self.shapes[lvl], size, strict=True)
+                        )
+                        picks.append((i, start))
+                ups.append(torch.stack([_crop(up[i], s, size) for i, s in picks]))
+                targets.append(torch.stack([_crop(reals[lvl][i], s, size) for i, s in picks]))
+                c = conds[lvl]
+                cond_patches.append(
+                    None if c is None else torch.stack([_crop(c[i], s, size) for i, s in picks])
+                )
+        grid = tuple(s // NOISE_FACTOR for s in self.shapes[0])
+        noise = torch.randn(n, cfg.latent_dim, *grid, device=ctx.device)
+        generator, discriminator = self.nets["generator"], self.nets["discriminator"]
+        with ctx.autocast():
+            fakes = generator(noise, conds[0], ups, cond_patches)
+        contexts: list[torch.Tensor | None] = [conds[0]]
+        for up, cp in zip(ups, cond_patches, strict=True):
+            contexts.append(up if cp is None else torch.cat([up, cp], dim=1))
+        reals_seen = [reals[0], *targets]
+
+        # discriminators: real and generated together, one pass over every level
+        with ctx.autocast():
+            both = [
+                torch.cat([r, f.detach().to(r.dtype)])
+                for r, f in zip(reals_seen, fakes, strict=True)
+            ]
+            both_ctx = [None if c is None else torch.cat([c, c]) for c in contexts]
+            scores = discriminator(both, both_ctx)
+            d_loss = sum(
+                discriminator_loss("lsgan", s[: len(s) // 2], s[len(s) // 2 :]) for s in scores
+            )
+        assert isinstance(d_loss, torch.Tensor)
+        ctx.backward(d_loss)
+        ctx.step(self.optimizers["discriminator"])
+
+        # generators: adversarial + L1, through the frozen plain discriminators
+        critic = unwrap(discriminator)
+        critic.requires_grad_(False)
+        try:
+            with ctx.autocast():
+                g_adv = sum(generator_loss("lsgan", s) for s in critic(fakes, contexts))
+                first = 0 if cond is not None else 1
+                l1 = sum(
+                    (fakes[lvl].float() - reals_seen[lvl].float()).abs().mean()
+                    for lvl in range(first, levels + 1)
+                )
+                g_loss = g_adv + cfg.l1_weight * l1
+            assert isinstance(g_loss, torch.Tensor) and isinstance(l1, torch.Tensor)
+            ctx.backward(g_loss)
+            ctx.step(self.optimizers["generator"])
+        finally:
+            critic.requires_grad_(True)
+        return {
+            "d_loss": float(d_loss.detach()),
+            "g_loss": float(g_loss.detach()),
+            "l1": float(l1.detach()),
+        }
+
+    # ------------------------------------------------------------------ sampling
+    def inference_generator(self) -> MultiScaleGenerator:
+        """The averaged (EMA) generators when the engine keeps them, else the live ones."""
+        net = self.ema_nets.get("generator", unwrap(self.nets["generator"]))
+        assert isinstance(net, MultiScaleGenerator)
+        return net
+
+    def tile_settings(self) -> TileSettings:
+        cfg = self.config
+        return TileSettings(cfg.tile, cfg.overlap, cfg.tile_batch, cfg.ramp)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        labels: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        *,
+        conditions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``n`` whole images at the training resolution in [-1, 1], through the tiled pipeline.
+
+        ``labels`` are ignored (the model is not class-conditional); a conditional model needs
+        ``conditions`` ``(n, Cc, *spatial)``.
+        """
+        if self.config.condition_key is not None and conditions is None:
+            raise ConfigError("this model is conditional: pass conditions=(n, Cc, *spatial)")
+        if conditions is not None and len(conditions) != n:
+            raise ConfigError(f"need {n} conditions, got {len(conditions)}")
+        net = self.inference_generator()
+        out = []
+        for i in range(n):
+            cond = None if conditions is None else conditions[i].float().cpu().numpy()
+            image = synthesize(
+                net,
+                self.data.spatial_shape,
+                noise=generator,
+                condition=cond,
+                settings=self.tile_settings(),
+                device=self.context.device,
+                autocast=self.context.autocast,
+                channels_last=self.context.channels_last,
+            )
+            out.append(torch.from_numpy(np.clip(image, -1.0, 1.0)))
+        if not out:
+            return torch.empty(0, self.data.channels, *self.data.spatial_shape)
+        return torch.stack(out)
+
+    def apply(
+        self, conditions: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Translate condition volumes ``(n, Cc, *spatial)`` (conditional models)."""
+        return self.sample(len(conditions), generator=generator, conditions=conditions)
+
+    def sample_grid(self) -> tuple[torch.Tensor, int]:
+        """Fixed-noise samples; 3D cubes as rows of three orthogonal mid-slices."""
+        count = self.config.grid_size
+        conditions = None
+        if self.config.condition_key is not None:
+            if self._grid_conditions is None:
+                return torch.zeros(1, self.data.channels, *self.data.spatial_shape[-2:]), 1
+            conditions = self._grid_conditions
+            count = len(conditions)
+        images = self.sample(
+            count, generator=torch.Generator().manual_seed(GRID_SEED), conditions=conditions
+        )
+        shape = self.data.spatial_shape
+        if len(shape) == 3 and len(set(shape)) == 1:
+            return orthogonal_slices(images), 3
+        return images, count
+
+
+def orthogonal_slices(volumes: torch.Tensor) -> torch.Tensor:
+    """``(N, C, D, D, D)`` -> ``(3N, C, D, D)``: each volume's three mid-slices (axes 0, 1, 2).
+
+    >>> orthogonal_slices(torch.zeros(2, 1, 8, 8, 8)).shape
+    torch.Size([6, 1, 8, 8])
+    """
+    d, h, w = volumes.shape[2:]
+    views = [volumes[:, :, d // 2], volumes[:, :, :, h // 2], volumes[:, :, :, :, w // 2]]
+    return torch.stack(views, dim=1).flatten(0, 1)

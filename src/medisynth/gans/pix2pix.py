@@ -1,0 +1,262 @@
+"""The pix2pix family: paired image-to-image translation (e.g. T1 -> T2 MRI), 2D or 3D.
+
+A U-Net generator and a conditional PatchGAN discriminator that sees (source, image) pairs,
+trained with an adversarial loss (LSGAN or BCE) plus ``l1_weight`` x L1 to the target (Isola et
+al. 2017). ``perceptual_weight > 0`` adds MedGAN's perceptual loss: the L1 distance between the
+discriminator's features on the real and the translated pair (Armanious et al. 2020).
+
+Batches are ``{"source", "target"}`` tensors in [-1, 1] (``data.format: paired``). The model's
+``DataInfo`` carries the target's intensity map as ``intensity_map`` and the source's as
+``source_intensity_map``; :mod:`medisynth.translate` applies a trained model to files.
+
+>>> import torch
+>>> from medisynth.gans.base import DataInfo
+>>> data = DataInfo(channels=1, spatial_shape=(16, 16))
+>>> gan = Pix2Pix.build(Pix2PixConfig(g_channels=4, g_depth=3, d_channels=4, d_layers=2), data)
+>>> batch = {"source": torch.rand(2, 1, 16, 16) * 2 - 1, "target": torch.rand(2, 1, 16, 16)}
+>>> sorted(gan.train_step(batch))
+['d_loss', 'g_adv', 'l1']
+>>> gan.translate(batch["source"]).shape
+torch.Size([2, 1, 16, 16])
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from medisynth.config import FamilyConfig
+from medisynth.errors import ConfigError
+from medisynth.gans.base import GANFamily, unwrap
+from medisynth.losses import discriminator_loss, generator_loss
+from medisynth.nets.patchgan import PatchDiscriminator
+from medisynth.nets.unet import UNet, check_divisible
+
+GRID_IMAGES = 8  # pairs kept from the first batch for monitoring grids
+
+
+class ImageToImageFamily(GANFamily):
+    """Shared parts of the translation families: ``translate``, monitoring grids, packages.
+
+    Translation models have no noise to sample from: :meth:`sample` translates the monitoring
+    sources kept from the first training batch, and :meth:`translate` maps given images.
+    """
+
+    ema_names = ("generator",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.grid_pairs: dict[str, torch.Tensor] = {}
+
+    @property
+    def source_channels(self) -> int:
+        return self.data.source_channels or self.data.channels
+
+    def _remember_grid(self, batch: dict[str, torch.Tensor]) -> None:
+        if not self.grid_pairs:
+            self.grid_pairs = {
+                k: batch[k][:GRID_IMAGES].detach().float().cpu() for k in ("source", "target")
+            }
+
+    def _inference_generator(self) -> nn.Module:
+        return self.ema_nets.get("generator", unwrap(self.nets["generator"]))
+
+    def inference_nets(self) -> dict[str, nn.Module]:
+        """Only the generator(s): a package needs no discriminator."""
+        return {
+            name: self.ema_nets.get(name, unwrap(net))
+            for name, net in self.nets.items()
+            if name.startswith("generator")
+        }
+
+    @torch.no_grad()
+    def translate(self, images: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
+        """Map source-domain images in [-1, 1] ``(N, C, *spatial)`` to the target domain (CPU,
+        float32), with the averaged generator when the engine kept one."""
+        expected = 2 + self.data.spatial_dims
+        if images.ndim != expected or images.shape[1] != self.source_channels:
+            raise ConfigError(
+                f"this {self.data.spatial_dims}D model translates ({self.source_channels}, "
+                f"{', '.join('?' * self.data.spatial_dims)}) images, got {tuple(images.shape[1:])}"
+            )
+        net = self._inference_generator()
+        was_training = net.training
+        net.eval()
+        out = []
+        try:
+            for start in range(0, len(images), batch_size):
+                part = images[start : start + batch_size].to(self.context.device).float()
+                with self.context.autocast():
+                    out.append(net(part).float().cpu())
+        finally:
+            net.train(was_training)
+        return torch.cat(out) if out else torch.empty(0)
+
+    def sample(
+        self,
+        n: int,
+        labels: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Translations of the first ``n`` monitoring sources (a translation model draws no
+        noise; use :meth:`translate` on your own images)."""
+        if not self.grid_pairs:
+            raise ConfigError(
+                f"a {self.config.family} model translates images and cannot sample from noise; "
+                "use `medisynth translate MODEL INPUT -o OUTPUT`"
+            )
+        return self.translate(self.grid_pairs["source"][:n])
+
+    def sample_grid(self) -> tuple[torch.Tensor, int]:
+        """Rows: sources (when shaped like targets), translations, targets."""
+        if not self.grid_pairs:
+            size = (1, self.data.channels, *self.data.spatial_shape)
+            return torch.zeros(size), 1
+        source, target = self.grid_pairs["source"], self.grid_pairs["target"]
+        rows = [self.translate(source), target]
+        if source.shape[1] == target.shape[1]:
+            rows.insert(0, source)
+        return torch.cat(rows), len(source)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "grid_pairs": dict(self.grid_pairs)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.grid_pairs = dict(state.get("grid_pairs", {}))
+
+    def _pair(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        if "source" not in batch or "target" not in batch:
+            raise ConfigError(
+                f"the {self.config.family} family needs batches with 'source' and 'target' "
+                f"(data.format: paired or unpaired), got keys {sorted(batch)}"
+            )
+        self._remember_grid(batch)
+        return (
+            self.context.memory_format(batch["source"]),
+            self.context.memory_format(batch["target"]),
+        )
+
+
+class Pix2PixConfig(FamilyConfig):
+    """Settings of the pix2pix family (``model:`` section of a run config).
+
+    Attributes:
+        g_channels: U-Net width (first level).
+        g_depth: U-Net stride-2 levels; image sides must be divisible by ``2 ** g_depth``.
+        dropout: decoder dropout (pix2pix's noise; 0 gives a deterministic translation).
+        d_channels: PatchGAN width.
+        d_layers: PatchGAN stride-2 layers (3: 70-pixel patches); sides >= ``3 * 2**d_layers``.
+        norm: ``"instance"`` or ``"batch"`` normalisation in G and D.
+        loss: adversarial loss, ``"lsgan"`` or ``"bce"``.
+        l1_weight: weight of the L1 loss to the target (pix2pix: 100).
+        perceptual_weight: weight of the MedGAN perceptual loss on D's features (0 = off).
+        lr_g, lr_d: Adam learning rates.
+        betas: Adam betas.
+    """
+
+    family: Literal["pix2pix"] = "pix2pix"
+    g_channels: int = Field(default=64, ge=1)
+    g_depth: int = Field(default=5, ge=2, le=8)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    d_channels: int = Field(default=64, ge=1)
+    d_layers: int = Field(default=3, ge=1, le=5)
+    norm: Literal["instance", "batch"] = "instance"
+    loss: Literal["lsgan", "bce"] = "lsgan"
+    l1_weight: float = Field(default=100.0, ge=0)
+    perceptual_weight: float = Field(default=0.0, ge=0)
+    lr_g: float = Field(default=2e-4, gt=0)
+    lr_d: float = Field(default=2e-4, gt=0)
+    betas: tuple[float, float] = (0.5, 0.999)
+
+
+class Pix2Pix(ImageToImageFamily):
+    """U-Net generator + conditional PatchGAN, adversarial + L1 (+ perceptual) losses."""
+
+    config_class = Pix2PixConfig
+    config: Pix2PixConfig
+
+    def setup(self, training: bool) -> None:
+        cfg, data = self.config, self.data
+        check_divisible(data.spatial_shape, 2**cfg.g_depth, f"a U-Net of depth {cfg.g_depth}")
+        generator = UNet(
+            self.source_channels,
+            data.channels,
+            cfg.g_channels,
+            cfg.g_depth,
+            data.spatial_dims,
+            cfg.norm,
+            cfg.dropout,
+        )
+        self.nets["generator"] = generator.to(self.context.device)
+        if not training:
+            return
+        discriminator = PatchDiscriminator(
+            self.source_channels + data.channels,
+            cfg.d_channels,
+            cfg.d_layers,
+            data.spatial_dims,
+            cfg.norm,
+        )
+        discriminator.check_size(data.spatial_shape)
+        self.nets["discriminator"] = discriminator.to(self.context.device)
+        self.optimizers["generator"] = torch.optim.Adam(
+            generator.parameters(), lr=cfg.lr_g, betas=cfg.betas
+        )
+        self.optimizers["discriminator"] = torch.optim.Adam(
+            discriminator.parameters(), lr=cfg.lr_d, betas=cfg.betas
+        )
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        cfg, ctx = self.config, self.context
+        generator, discriminator = self.nets["generator"], self.nets["discriminator"]
+        source, target = self._pair(batch)
+        with ctx.autocast():
+            fake = generator(source)
+
+        # discriminator: real pairs vs translated pairs
+        n = source.shape[0]
+        with ctx.autocast():
+            pairs = torch.cat(
+                [torch.cat([source, target], 1), torch.cat([source, fake.detach().to(target)], 1)]
+            )
+            scores = discriminator(pairs).float()
+            d_loss = discriminator_loss(cfg.loss, scores[:n], scores[n:])
+        ctx.backward(d_loss)
+        ctx.step(self.optimizers["discriminator"])
+
+        # generator: fool the (frozen) discriminator, stay close to the target
+        critic = unwrap(discriminator)
+        critic.requires_grad_(False)
+        try:
+            with ctx.autocast():
+                fake_scores, fake_features = critic(
+                    torch.cat([source, fake], 1), return_features=True
+                )
+                g_adv = generator_loss(cfg.loss, fake_scores)
+                l1 = (fake.float() - target.float()).abs().mean()
+                total = g_adv + cfg.l1_weight * l1
+                perceptual = None
+                if cfg.perceptual_weight > 0:
+                    with torch.no_grad():
+                        _, real_features = critic(torch.cat([source, target], 1), True)
+                    perceptual = sum(
+                        (f.float() - r.float()).abs().mean()
+                        for f, r in zip(fake_features, real_features, strict=True)
+                    ) / len(fake_features)
+                    total = total + cfg.perceptual_weight * perceptual
+            ctx.backward(total)
+            ctx.step(self.optimizers["generator"])
+        finally:
+            critic.requires_grad_(True)
+        losses = {
+            "d_loss": float(d_loss.detach()),
+            "g_adv": float(g_adv.detach()),
+            "l1": float(l1.detach()),
+        }
+        if isinstance(perceptual, torch.Tensor):
+            losses["perceptual"] = float(perceptual.detach())
+        return losses

@@ -1,0 +1,196 @@
+"""Training data for image-to-image families: ``data.format: paired`` and ``unpaired``.
+
+``path`` (source domain) and ``target_path`` (target domain) are each one image, one volume
+(NIfTI, MGH, a DICOM series folder) or a folder of such files. Paired data pair the files by
+sorted name and must be co-registered (same grid); volumes are cut into paired slices along
+``data.axis``, keeping slices with at least ``data.min_foreground`` of anatomy in the source.
+Unpaired data draw a random target for every source, so the two sides may differ in number.
+
+Items are ``{"source", "target"}`` in [-1, 1], each side scaled by its own intensity map. The
+returned :class:`~medisynth.gans.base.DataInfo` describes the target (``intensity_map``,
+``channels``) and the source (``source_intensity_map``, ``source_channels``).
+
+>>> import numpy as np, tempfile, pathlib
+>>> from medisynth.config import DataConfig
+>>> from medisynth.export.nifti import write_nifti
+>>> folder = pathlib.Path(tempfile.mkdtemp())
+>>> vol = np.random.default_rng(0).random((1, 16, 16, 6)).astype(np.float32) + 1
+>>> write_nifti(folder / "t1.nii.gz", vol)
+>>> write_nifti(folder / "t2.nii.gz", 3 - vol)
+>>> cfg = DataConfig(format="paired", path=str(folder / "t1.nii.gz"),
+...                  target_path=str(folder / "t2.nii.gz"), axis=2)
+>>> dataset, info = load_pair_data(cfg)
+>>> len(dataset), sorted(dataset[0]), info.spatial_shape, info.source_channels
+(6, ['source', 'target'], (16, 16), 1)
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from medisynth.config import DataConfig
+from medisynth.data.datasets import PairedDataset, slice_indices
+from medisynth.data.image import Image, combine_fingerprints
+from medisynth.data.intensity import IntensityMap, fit_intensity_map
+from medisynth.errors import ConfigError
+from medisynth.gans.base import DataInfo
+
+log = logging.getLogger(__name__)
+
+_SUFFIXES = (".nii", ".nii.gz", ".mgh", ".mgz", ".png", ".tif", ".tiff", ".jpg", ".jpeg", ".npy")
+
+
+def read_side(path: Path, modality: str | None = None) -> list[Image]:
+    """The images at ``path``: a file, a DICOM series folder, or a folder of image files
+    (sorted by name)."""
+    from medisynth.data.io import read_image
+
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file or folder")
+    if path.is_dir():
+        files = sorted(
+            p
+            for p in path.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(_SUFFIXES)
+        )
+        if files:
+            return [read_image(p, modality=modality) for p in files]
+    return [read_image(path, modality=modality)]
+
+
+def _slices(images: list[Image], axis: int | None, min_foreground: float) -> np.ndarray:
+    """``(N, C, H, W)`` slices of volumes (or the images themselves: 2D images, or volumes
+    when ``axis`` is None)."""
+    planes: list[np.ndarray] = []
+    for image in images:
+        if image.ndim == 2 or axis is None:
+            planes.append(image.array)
+            continue
+        moved = np.moveaxis(image.array, axis + 1, 1)
+        planes.extend(moved[:, i] for i in slice_indices(image, axis, min_foreground))
+    if not planes:
+        raise ConfigError(
+            f"no slice has {min_foreground:.0%} foreground; lower data.min_foreground"
+        )
+    if len({p.shape for p in planes}) > 1:
+        raise ConfigError("the images differ in size; resample them to one grid first")
+    return np.stack(planes).astype(np.float32)
+
+
+def _resize(tensor: torch.Tensor, size: int | None) -> torch.Tensor:
+    if not size:
+        return tensor
+    from medisynth.training.data import resize_images
+
+    return torch.from_numpy(resize_images(tensor.numpy(), size)).clamp(-1.0, 1.0)
+
+
+class UnpairedDataset(Dataset[dict[str, torch.Tensor]]):
+    """Sources and targets drawn independently: item ``i`` is source ``i`` (modulo their count)
+    with a target drawn from the global torch RNG (seeded by the engine)."""
+
+    def __init__(self, sources: torch.Tensor, targets: torch.Tensor) -> None:
+        if not len(sources) or not len(targets):
+            raise ConfigError("unpaired data need at least one source and one target image")
+        self.sources, self.targets = sources, targets
+
+    def __len__(self) -> int:
+        return max(len(self.sources), len(self.targets))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        j = int(torch.randint(len(self.targets), (1,)))
+        return {"source": self.sources[index % len(self.sources)], "target": self.targets[j]}
+
+
+def load_pair_data(config: DataConfig) -> tuple[Dataset[dict[str, torch.Tensor]], DataInfo]:
+    """Read ``config.path`` / ``config.target_path`` into a paired or unpaired dataset."""
+    if config.format not in ("paired", "unpaired"):
+        raise ConfigError(
+            f"load_pair_data needs data.format paired or unpaired, not {config.format}"
+        )
+    src_path, tgt_path = config.resolved_path(), config.resolved_target_path()
+    sources = read_side(src_path, config.modality)
+    targets = read_side(tgt_path)
+    dims = {img.ndim for img in sources + targets}
+    if len(dims) > 1:
+        raise ConfigError("source and target images mix 2D images and 3D volumes")
+    slicing = dims == {3} and config.volumes == "slices"  # volumes cut into 2D slices
+    source_map: IntensityMap
+    target_map: IntensityMap
+    dataset: Dataset[dict[str, torch.Tensor]]
+    if config.format == "paired":
+        if len(sources) != len(targets):
+            raise ConfigError(
+                f"paired data need as many targets as sources: {len(sources)} files at "
+                f"{src_path}, {len(targets)} at {tgt_path}"
+            )
+        paired = PairedDataset(
+            sources, targets, config.axis if slicing else None, config.min_foreground
+        )
+        source_map, target_map = paired.source_map, paired.target_map
+        paired.sources = _resize(paired.sources, config.image_size)
+        paired.targets = _resize(paired.targets, config.image_size)
+        src_t, tgt_t = paired.sources, paired.targets
+        dataset = paired
+    else:
+        axis = config.axis if slicing else None
+        src_arr = _slices(sources, axis, config.min_foreground)
+        tgt_arr = _slices(targets, axis, config.min_foreground)
+        source_map = fit_intensity_map(
+            [img.array for img in sources], sources[0].modality, sources[0].source_dtype
+        )
+        target_map = fit_intensity_map(
+            [img.array for img in targets], targets[0].modality, targets[0].source_dtype
+        )
+        src_t = _resize(torch.from_numpy(source_map.forward(src_arr)), config.image_size)
+        tgt_t = _resize(torch.from_numpy(target_map.forward(tgt_arr)), config.image_size)
+        if src_t.shape[2:] != tgt_t.shape[2:]:
+            raise ConfigError(
+                f"source images {tuple(src_t.shape[2:])} and target images "
+                f"{tuple(tgt_t.shape[2:])} differ in size; set data.image_size"
+            )
+        dataset = UnpairedDataset(src_t, tgt_t)
+    first = targets[0]
+    if slicing:
+        plane = [s for i, s in enumerate(first.spacing) if i != config.axis]
+        spacing: tuple[float, ...] = (float(plane[0]), float(plane[1]))
+    else:
+        spacing = tuple(first.spacing)
+    if config.image_size:  # the resize changed the pixel size
+        sides = _planes(first, config, slicing)
+        spacing = tuple(s * n / config.image_size for s, n in zip(spacing, sides, strict=True))
+    what = f"slices (axis {config.axis}) of " if slicing else ""
+    info = DataInfo(
+        channels=int(tgt_t.shape[1]),
+        spatial_shape=tuple(int(s) for s in tgt_t.shape[2:]),
+        class_names=["pair"],
+        class_counts={0: len(dataset)},
+        intensity_map=target_map,
+        source_dtype=first.source_dtype,
+        modality=first.modality,
+        spacing=spacing,
+        fingerprint=combine_fingerprints(
+            [(f"source{i}", img.fingerprint) for i, img in enumerate(sources)]
+            + [(f"target{i}", img.fingerprint) for i, img in enumerate(targets)]
+        ),
+        source=(
+            f"{config.format} data: {len(src_t)} source and {len(tgt_t)} target {what}"
+            f"{len(sources)} + {len(targets)} {'volume' if dims == {3} else 'image'} file(s)"
+        ),
+        source_intensity_map=source_map,
+        source_channels=int(src_t.shape[1]),
+    )
+    log.info("data: %s, %s", info.source, info.spatial_shape)
+    return dataset, info
+
+
+def _planes(image: Image, config: DataConfig, slicing: bool) -> list[int]:
+    shape = list(image.spatial_shape)
+    if slicing:
+        del shape[config.axis]
+    return shape

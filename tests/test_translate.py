@@ -1,0 +1,154 @@
+"""medisynth translate: volumes slice by slice with their geometry, PNGs, folders, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from PIL import Image as PILImage
+
+from medisynth.cli import main
+from medisynth.config import RunConfig
+from medisynth.data.intensity import IntensityMap
+from medisynth.errors import MedisynthError
+from medisynth.export.nifti import write_nifti
+from medisynth.gans import get_family
+from medisynth.gans.base import DataInfo
+from medisynth.package import load_package, save_package
+from medisynth.translate import translate, translate_array
+
+TINY = {"family": "pix2pix", "g_channels": 4, "g_depth": 2, "d_channels": 4, "d_layers": 2}
+SOURCE_MAP = IntensityMap(0.0, 100.0, kind="window", modality="MR")
+TARGET_MAP = IntensityMap(1000.0, 3000.0, kind="percentile", modality="MR")
+
+
+def make_package(
+    folder: Path,
+    shape: tuple[int, ...] = (16, 16),
+    axis: int = 2,
+    dtype: str = "float32",
+    source_map: IntensityMap = SOURCE_MAP,
+) -> Path:
+    """An untrained but fixed pix2pix package (random weights, seeded)."""
+    torch.manual_seed(0)
+    cfg = RunConfig.from_dict({"model": TINY, "data": {"format": "paired", "axis": axis}})
+    data = DataInfo(
+        channels=1,
+        spatial_shape=shape,
+        intensity_map=TARGET_MAP,
+        source_intensity_map=source_map,
+        source_channels=1,
+        source_dtype=dtype,
+    )
+    family = get_family("pix2pix").build(cfg.model, data, training=False)
+    return save_package(folder, family, cfg)
+
+
+@pytest.fixture
+def volume(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    array = (rng.random((1, 16, 12, 5)) * 100).astype(np.float32)
+    affine = np.array([[0, -0.9, 0, 20], [1.1, 0, 0, -7], [0, 0, 2.5, 3], [0, 0, 0, 1]])
+    path = tmp_path / "t1.nii.gz"
+    write_nifti(path, array, affine=affine)
+    return path, array, affine
+
+
+def test_volume_in_volume_out_in_target_units(tmp_path: Path, volume: tuple) -> None:
+    path, array, affine = volume
+    model = make_package(tmp_path / "model")
+    result = translate(model, path, tmp_path / "t2.nii.gz")
+    out = nib.load(tmp_path / "t2.nii.gz")
+    assert out.shape == (16, 12, 5) and np.allclose(out.affine, affine)
+    values = np.asarray(out.dataobj)
+    assert values.min() >= 1000 - 1e-3 and values.max() <= 3000 + 1e-3  # target units
+    assert values.std() > 0
+    assert result.slices == 5 and result.outputs == [str(tmp_path / "t2.nii.gz")]
+    # slice by slice: slice k of the output depends on slice k of the input only
+    package = load_package(model)
+    changed = array.copy()
+    changed[..., 3] = 0
+    again = translate_array(package, changed)
+    assert np.allclose(again[..., :3], values[None, ..., :3], atol=1e-3)
+    assert not np.allclose(again[..., 3], values[..., 3])
+    # the same as by hand: scale, resize to the model's 16 x 16, translate, resize back, unscale
+    first = torch.from_numpy(SOURCE_MAP.forward(array[..., 0]))[None]
+    small = torch.nn.functional.interpolate(first, size=(16, 16), mode="bilinear")
+    by_hand = package.family.translate(small)  # type: ignore[attr-defined]
+    back = torch.nn.functional.interpolate(by_hand, size=(16, 12), mode="bilinear", antialias=True)
+    expected = TARGET_MAP.inverse(back.clamp(-1, 1).numpy()[0, 0])
+    assert np.allclose(values[..., 0], expected, atol=0.5)
+
+
+def test_png_in_png_out_and_folders(tmp_path: Path) -> None:
+    model = make_package(tmp_path / "model", dtype="uint8")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    pixels = (np.random.default_rng(1).random((20, 24)) * 100).astype(np.uint8)
+    PILImage.fromarray(pixels).save(inputs / "a.png")
+    PILImage.fromarray(pixels[:16, :16]).save(inputs / "b.png")
+    translate(model, inputs / "a.png", tmp_path / "a_out.png")
+    assert PILImage.open(tmp_path / "a_out.png").size == (24, 20)
+    result = translate(model, inputs, tmp_path / "out")
+    assert sorted(Path(p).name for p in result.outputs) == ["a.png", "b.png"]
+    assert np.asarray(PILImage.open(tmp_path / "out" / "b.png")).shape == (16, 16)
+
+
+def test_wrong_inputs_give_clear_errors(tmp_path: Path, volume: tuple) -> None:
+    path, _, _ = volume
+    model_2d = make_package(tmp_path / "m2")
+    model_3d = make_package(tmp_path / "m3", shape=(8, 8, 8))
+    png = tmp_path / "x.png"
+    PILImage.fromarray(np.zeros((16, 16), np.uint8)).save(png)
+    rgb = tmp_path / "rgb.png"
+    PILImage.fromarray(np.zeros((16, 16, 3), np.uint8)).save(rgb)
+    with pytest.raises(MedisynthError, match="3D model; it translates volumes"):
+        translate(model_3d, png, tmp_path / "y.png")
+    with pytest.raises(MedisynthError, match=r"1 channel\(s\)"):
+        translate(model_2d, rgb, tmp_path / "y.png")
+    with pytest.raises(MedisynthError, match="cannot be written as PNG"):
+        translate(model_2d, path, tmp_path / "y.png")
+    with pytest.raises(MedisynthError, match="trained on MR"):
+        translate(model_2d, png, tmp_path / "y.png", modality="CT")
+    (tmp_path / "exists.nii.gz").write_bytes(b"user data")
+    with pytest.raises(MedisynthError, match="exists"):
+        translate(model_2d, path, tmp_path / "exists.nii.gz")
+    assert (tmp_path / "exists.nii.gz").read_bytes() == b"user data"
+    dcgan_cfg = RunConfig.from_dict({"model": {"g_channels": 4, "latent_dim": 4}})
+    dcgan = get_family("dcgan").build(dcgan_cfg.model, DataInfo(1, (16, 16)), training=False)
+    save_package(tmp_path / "dcgan", dcgan, dcgan_cfg)
+    with pytest.raises(MedisynthError, match="dcgan model; translate needs"):
+        translate(tmp_path / "dcgan", png, tmp_path / "y.png")
+
+
+def test_3d_model_translates_whole_volumes(tmp_path: Path, volume: tuple) -> None:
+    path, _, affine = volume
+    model = make_package(tmp_path / "m3", shape=(8, 8, 8))
+    translate(model, path, tmp_path / "out.nii.gz")
+    out = nib.load(tmp_path / "out.nii.gz")
+    assert out.shape == (16, 12, 5) and np.allclose(out.affine, affine)
+
+
+def test_cli(tmp_path: Path, volume: tuple, capsys: pytest.CaptureFixture[str]) -> None:
+    path, _, _ = volume
+    model = make_package(tmp_path / "model")
+    assert main(["translate", str(model), str(path), "-o", str(tmp_path / "o.nii.gz")]) == 0
+    assert "translated 1 file(s)" in capsys.readouterr().out
+    assert main(["translate", str(model), str(path), "-o", str(tmp_path / "o.nii.gz")]) == 2
+    assert "exists" in capsys.readouterr().err
+
+
+def test_mr_inputs_are_normalised_by_their_own_percentiles(tmp_path: Path, volume: tuple) -> None:
+    """MR has no absolute unit: a scan at 10x the intensity gives the same translation."""
+    _, array, _ = volume
+    mr_map = IntensityMap.percentile([array], modality="MR")
+    package = load_package(make_package(tmp_path / "model", source_map=mr_map))
+    once = translate_array(package, array)
+    assert np.allclose(translate_array(package, 10 * array), once, atol=1e-2)
+    fixed = translate_array(package, 10 * array, source_scaling="model")
+    assert not np.allclose(fixed, once, atol=1.0)
+    with pytest.raises(MedisynthError, match="auto, model or input"):
+        translate_array(package, array, source_scaling="zscore")
