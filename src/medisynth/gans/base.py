@@ -135,6 +135,27 @@ class StepContext:
         return x
 
 
+@contextlib.contextmanager
+def frozen(*modules: nn.Module) -> Iterator[nn.Module]:
+    """Stop gradients into ``modules``' weights for the block (e.g. the discriminator during a
+    generator step); yields the first module.
+
+    >>> net = nn.Linear(2, 1)
+    >>> with frozen(net) as critic:
+    ...     critic.weight.requires_grad
+    False
+    >>> net.weight.requires_grad
+    True
+    """
+    for module in modules:
+        module.requires_grad_(False)
+    try:
+        yield modules[0]
+    finally:
+        for module in modules:
+            module.requires_grad_(True)
+
+
 def unwrap(module: nn.Module) -> nn.Module:
     """The plain module inside a DistributedDataParallel wrapper (or the module itself)."""
     inner = getattr(module, "module", None)

@@ -30,7 +30,7 @@ import torch
 from pydantic import Field
 
 from medisynth.config import FamilyConfig
-from medisynth.gans.base import unwrap
+from medisynth.gans.base import frozen, unwrap
 from medisynth.gans.pix2pix import ImageToImageFamily
 from medisynth.losses import discriminator_loss, generator_loss
 from medisynth.nets.patchgan import PatchDiscriminator
@@ -157,9 +157,7 @@ class CycleGAN(ImageToImageFamily):
         critics = [unwrap(d_b), unwrap(d_a)]
 
         # generators: fool both (frozen) discriminators, cycle back, keep identities
-        for critic in critics:
-            critic.requires_grad_(False)
-        try:
+        with frozen(*critics):
             with ctx.autocast():
                 fake_b, fake_a = g_ab(real_a), g_ba(real_b)
                 rec_a, rec_b = g_ba(fake_b), g_ab(fake_a)
@@ -178,9 +176,6 @@ class CycleGAN(ImageToImageFamily):
                     total = total + cfg.identity_weight * cfg.cycle_weight * identity
             ctx.backward(total)
             ctx.step(self.optimizers["generators"])
-        finally:
-            for critic in critics:
-                critic.requires_grad_(True)
 
         # discriminators: real vs pooled earlier translations
         with ctx.autocast():

@@ -28,7 +28,7 @@ from torch import nn
 from medisynth.config import FamilyConfig
 from medisynth.errors import ConfigError
 from medisynth.gans.augment import diff_augment
-from medisynth.gans.base import GANFamily, unwrap
+from medisynth.gans.base import GANFamily, frozen, unwrap
 from medisynth.losses import (
     discriminator_loss,
     generator_loss,
@@ -166,15 +166,11 @@ class DCGAN(GANFamily):
         ctx.step(self.optimizers["discriminator"])
 
         # generator: through the plain discriminator, whose weights are frozen for this step
-        critic = unwrap(discriminator)
-        critic.requires_grad_(False)
-        try:
+        with frozen(unwrap(discriminator)) as critic:
             with ctx.autocast():
                 g_loss = generator_loss(cfg.loss, critic(self._augment(fake), labels))
             ctx.backward(g_loss)
             ctx.step(self.optimizers["generator"])
-        finally:
-            critic.requires_grad_(True)
         return {
             "d_loss": float(d_loss.detach()),
             "g_loss": float(g_loss.detach()),

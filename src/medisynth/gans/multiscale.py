@@ -36,7 +36,7 @@ from pydantic import Field, model_validator
 
 from medisynth.config import FamilyConfig
 from medisynth.errors import ConfigError
-from medisynth.gans.base import GANFamily, unwrap
+from medisynth.gans.base import GANFamily, frozen, unwrap
 from medisynth.losses import discriminator_loss, generator_loss
 from medisynth.multiscale_inference import Ramp, TileSettings, level_shapes, synthesize
 from medisynth.nets.multiscale import (
@@ -251,9 +251,7 @@ class MultiScaleGAN(GANFamily):
         ctx.step(self.optimizers["discriminator"])
 
         # generators: adversarial + L1, through the frozen plain discriminators
-        critic = unwrap(discriminator)
-        critic.requires_grad_(False)
-        try:
+        with frozen(unwrap(discriminator)) as critic:
             with ctx.autocast():
                 g_adv = sum(generator_loss("lsgan", s) for s in critic(fakes, contexts))
                 first = 0 if cond is not None else 1
@@ -265,8 +263,6 @@ class MultiScaleGAN(GANFamily):
             assert isinstance(g_loss, torch.Tensor) and isinstance(l1, torch.Tensor)
             ctx.backward(g_loss)
             ctx.step(self.optimizers["generator"])
-        finally:
-            critic.requires_grad_(True)
         return {
             "d_loss": float(d_loss.detach()),
             "g_loss": float(g_loss.detach()),

@@ -30,7 +30,7 @@ from torch import nn
 
 from medisynth.config import FamilyConfig
 from medisynth.errors import ConfigError
-from medisynth.gans.base import GANFamily, unwrap
+from medisynth.gans.base import GANFamily, frozen, unwrap
 from medisynth.losses import discriminator_loss, generator_loss
 from medisynth.nets.patchgan import PatchDiscriminator
 from medisynth.nets.unet import UNet, check_divisible
@@ -229,9 +229,7 @@ class Pix2Pix(ImageToImageFamily):
         ctx.step(self.optimizers["discriminator"])
 
         # generator: fool the (frozen) discriminator, stay close to the target
-        critic = unwrap(discriminator)
-        critic.requires_grad_(False)
-        try:
+        with frozen(unwrap(discriminator)) as critic:
             with ctx.autocast():
                 fake_scores, fake_features = critic(
                     torch.cat([source, fake], 1), return_features=True
@@ -250,8 +248,6 @@ class Pix2Pix(ImageToImageFamily):
                     total = total + cfg.perceptual_weight * perceptual
             ctx.backward(total)
             ctx.step(self.optimizers["generator"])
-        finally:
-            critic.requires_grad_(True)
         losses = {
             "d_loss": float(d_loss.detach()),
             "g_adv": float(g_adv.detach()),
