@@ -121,6 +121,9 @@ class TrainConfig(StrictModel):
         log_every: append a line to ``metrics.jsonl`` every this many steps.
         divergence_threshold: a loss whose magnitude exceeds this counts as diverged.
         num_workers: DataLoader worker processes.
+        threads: CPU threads per process; default: torch's choice, or the cores shared among
+            the processes of this machine under torchrun (so they do not oversubscribe them).
+            Set 1 on a machine busy with other jobs.
         out_dir: the run folder (checkpoints, samples, metrics, the model package).
         progress: show a progress bar.
         tensorboard: also log to TensorBoard when the ``tensorboard`` package is installed.
@@ -138,6 +141,7 @@ class TrainConfig(StrictModel):
     log_every: int = Field(default=50, ge=1)
     divergence_threshold: float = Field(default=1e5, gt=0)
     num_workers: int = Field(default=0, ge=0)
+    threads: int | None = Field(default=None, ge=1)
     out_dir: str = "runs/medisynth"
     progress: bool = True
     tensorboard: bool = True

@@ -161,3 +161,26 @@ def test_batch_sampler_shards_and_resumes() -> None:
     assert take(EpochBatchSampler(20, 4, seed=1, start_batch=4), 2) == single[4:]
     with pytest.raises(ConfigError, match="fewer than one batch"):
         EpochBatchSampler(3, 4, seed=0)
+
+
+def test_cpu_threads_are_shared_among_local_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from medisynth.training.distributed import DistInfo
+    from medisynth.training.engine import cpu_threads
+
+    assert cpu_threads(None, DistInfo()) is None  # one process: torch's own default
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    expected = max(1, (os.cpu_count() or 1) // 2)
+    assert cpu_threads(None, DistInfo(rank=1, world_size=2, local_rank=1)) == expected
+    assert cpu_threads(1, DistInfo(rank=1, world_size=2, local_rank=1)) == 1
+
+
+def test_train_threads_setting_is_applied(tiny_run) -> None:  # type: ignore[no-untyped-def]
+    from medisynth.training.engine import train
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        train(tiny_run(out="threads", steps=1, threads=1))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

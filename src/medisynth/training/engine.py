@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -153,6 +154,23 @@ def resolve_precision(train: TrainConfig, device: torch.device) -> tuple[torch.d
     return dtype, channels_last
 
 
+def cpu_threads(wanted: int | None, dist_info: DistInfo) -> int | None:
+    """Torch threads for this process: ``wanted``, else under torchrun the machine's cores shared
+    among its processes, else ``None`` (leave torch's default).
+
+    >>> cpu_threads(3, DistInfo())
+    3
+    >>> cpu_threads(None, DistInfo()) is None
+    True
+    """
+    if wanted is not None:
+        return wanted
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if dist_info.world_size > 1 and local_processes > 1:
+        return max(1, (os.cpu_count() or 1) // local_processes)
+    return None
+
+
 def precision_name(dtype: torch.dtype | None) -> str:
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
@@ -197,6 +215,9 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.amp_dtype, self.channels_last = resolve_precision(cfg.train, self.device)
+        threads = cpu_threads(cfg.train.threads, dist_info)
+        if threads is not None:
+            torch.set_num_threads(threads)
         scaler = (
             torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         )  # fp16 only
