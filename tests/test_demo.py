@@ -37,6 +37,12 @@ def test_tiny_demo_writes_everything(tmp_path: Path) -> None:
         assert (out / f"grid_real_{view}.png").is_file()
     assert "axial" in (out / "summary.md").read_text()
     assert summary["diversity"]["real_median_nn_l2"] > 0
+    # the demo ends with the validation report of its synthetic set
+    report = json.loads((out / "validation" / "report.json").read_text())
+    assert {"prdc", "diversity"} <= set(report["metrics"])
+    assert report["verdicts"] == on_disk["validation"]["verdicts"]
+    assert (out / "validation" / "report.html").stat().st_size > 1000
+    assert "Validation report" in (out / "summary.md").read_text()
     # running again into the same demo folder is fine; into someone else's folder is not
     other = tmp_path / "other"
     other.mkdir()
