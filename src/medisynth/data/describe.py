@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from medisynth.data.dicom import is_dicom_file, list_dicom_series, read_dicom_slices
-from medisynth.data.image import Image
+from medisynth.data.image import Image, finite_range
 from medisynth.data.io import detect_format, read_image, read_image_folder, read_medmnist
 from medisynth.errors import ReadError
 
@@ -68,11 +68,6 @@ def _format(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k}: {_format(v)}" for k, v in value.items())
     return str(value)
-
-
-def _range(array: np.ndarray) -> list[float]:
-    finite = array[np.isfinite(array)]
-    return [float(finite.min()), float(finite.max())] if finite.size else [float("nan")] * 2
 
 
 def describe_image(image: Image) -> Description:
@@ -146,7 +141,7 @@ def describe(path: str | Path, series_uid: str | None = None) -> Description:
         "images": len(folder.files),
         "shape": list(folder.images.shape[1:]),
         "stored type": folder.source_dtype,
-        "intensity range": _range(folder.images),
+        "intensity range": list(finite_range(folder.images)),
         "classes": folder.class_counts(),
         "fingerprint": folder.fingerprint[:16],
     }
@@ -168,7 +163,7 @@ def _describe_medmnist(path: Path) -> Description:
                 {
                     "images": int(images.shape[0]),
                     "shape": list(images.shape[1:]),
-                    "intensity range": _range(images),
+                    "intensity range": list(finite_range(images)),
                     "label counts": data.class_counts(split),
                 },
             )

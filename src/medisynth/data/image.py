@@ -82,10 +82,7 @@ class Image:
 
     @property
     def intensity_range(self) -> tuple[float, float]:
-        finite = self.array[np.isfinite(self.array)]
-        if finite.size == 0:
-            return (float("nan"), float("nan"))
-        return (float(finite.min()), float(finite.max()))
+        return finite_range(self.array)
 
     def world_coordinates(self, index: Iterable[float]) -> np.ndarray:
         """RAS+ mm position of a voxel index along the spatial axes."""
@@ -122,6 +119,18 @@ class LabeledArrays:
             return {k: int(v) for k, v in enumerate(labels.sum(axis=0))}
         values, counts = np.unique(labels, return_counts=True)
         return {int(v): int(c) for v, c in zip(values, counts, strict=True)}
+
+
+def finite_range(array: np.ndarray) -> tuple[float, float]:
+    """(min, max) of the finite values; NaNs when there are none.
+
+    >>> finite_range(np.array([np.nan, 2.0, -1.0]))
+    (-1.0, 2.0)
+    """
+    finite = array[np.isfinite(array)]
+    if finite.size == 0:
+        return (float("nan"), float("nan"))
+    return (float(finite.min()), float(finite.max()))
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
