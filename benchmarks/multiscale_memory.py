@@ -106,7 +106,7 @@ def child(kind: str, size: int, folder: Path, precision: str, tile: int = 64) ->
         assert result.shape == (size,) * 3
     else:
         from medisynth.export.nifti import write_nifti
-        from medisynth.multiscale_inference import precision_context
+        from medisynth.precision import precision_context
 
         autocast, channels_last = precision_context(precision)  # type: ignore[arg-type]
         net = WholeVolumeGenerator().eval()

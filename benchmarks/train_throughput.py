@@ -32,7 +32,8 @@ from medisynth.config import RunConfig
 from medisynth.data.datasets import LabeledImageDataset
 from medisynth.data.intensity import IntensityMap
 from medisynth.gans.base import DataInfo
-from medisynth.training.engine import Trainer, cpu_has_native_bf16, precision_name
+from medisynth.precision import cpu_has_native_bf16
+from medisynth.training.engine import Trainer, precision_name
 from medisynth.training.logging import read_metrics
 
 

@@ -157,6 +157,105 @@ def _prepare_out_dir(out: Path, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+def _sample(
+    package: ModelPackage,
+    counts: Sequence[int],
+    seed: int,
+    batch_size: int,
+    progress: bool,
+    spatial_shape: Sequence[int] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images in source units and labels, ``counts[c]`` of class ``c`` in class order."""
+    total = int(sum(counts))
+    labels = np.repeat(np.arange(len(counts)), counts)
+    noise = torch.Generator().manual_seed(seed)
+    chunks: list[np.ndarray] = []
+    bar = tqdm(total=total, desc="generating", unit="img", disable=not progress)
+    for start in range(0, total, batch_size):
+        part = labels[start : start + batch_size]
+        label_tensor = torch.from_numpy(part) if package.conditional else None
+        images = package.family.sample(len(part), label_tensor, generator=noise)
+        if spatial_shape is not None and tuple(images.shape[2:]) != tuple(spatial_shape):
+            images = _resize(images, spatial_shape)
+        chunks.append(package.to_source_units(images))
+        bar.update(len(part))
+    bar.close()
+    values = np.concatenate(chunks) if chunks else np.empty((0,))
+    return values, labels
+
+
+def _resize(images: torch.Tensor, spatial_shape: Sequence[int]) -> torch.Tensor:
+    """(Bi/tri)linear resampling of ``(N, C, *spatial)`` images (antialiased when shrinking 2D)."""
+    shape = tuple(int(s) for s in spatial_shape)
+    if len(shape) != images.ndim - 2:
+        raise ConfigError(
+            f"the model makes {images.ndim - 2}D images {tuple(images.shape[2:])}, "
+            f"not {len(shape)}D {shape}"
+        )
+    mode = "bilinear" if len(shape) == 2 else "trilinear"
+    shrink = len(shape) == 2 and any(s < t for s, t in zip(shape, images.shape[2:], strict=True))
+    return torch.nn.functional.interpolate(
+        images, size=shape, mode=mode, align_corners=False, antialias=shrink
+    )
+
+
+def output_class_names(package: ModelPackage) -> list[str]:
+    """The classes a package generates (``["synthetic"]`` for an unconditional model)."""
+    return list(package.class_names) if package.conditional else ["synthetic"]
+
+
+def _package_and_counts(
+    model: str | os.PathLike[str] | ModelPackage, n: int | None, class_balance: str | None
+) -> tuple[ModelPackage, list[int]]:
+    """The loaded package and the number of images per class to generate."""
+    if n is not None and n < 1:
+        raise ConfigError(f"-n must be at least 1, got {n}")
+    package = model if isinstance(model, ModelPackage) else load_package(model)
+    class_names = output_class_names(package)
+    if not package.conditional and class_balance:
+        raise ConfigError("this model is unconditional (one class); drop --class-balance")
+    counts = parse_class_balance(class_balance, class_names, n)
+    return package, counts
+
+
+def generate_arrays(
+    model: str | os.PathLike[str] | ModelPackage,
+    n: int | None,
+    class_balance: str | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+    progress: bool = False,
+    spatial_shape: Sequence[int] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic images and labels in memory: what :func:`generate` would write, as arrays.
+
+    Args:
+        model, n, class_balance, seed, batch_size: as for :func:`generate`.
+        spatial_shape: resample the images to this size ((bi/tri)linear, on the [-1, 1] values,
+            before the inverse intensity map); default: the model's own size.
+
+    Returns:
+        ``(images, labels)``: ``(n, C, *spatial)`` float32 in the training data's units (the
+        inverse intensity map applied, not rounded to the stored type), and ``(n,)`` class
+        indices (all 0 for an unconditional model), classes in order.
+
+    >>> import tempfile, pathlib
+    >>> from medisynth.config import RunConfig
+    >>> from medisynth.gans import get_family
+    >>> from medisynth.gans.base import DataInfo
+    >>> from medisynth.package import save_package
+    >>> cfg = RunConfig.from_dict({"model": {"g_channels": 4, "latent_dim": 8}})
+    >>> data = DataInfo(channels=1, spatial_shape=(16, 16), class_names=["a", "b"])
+    >>> gan = get_family("dcgan").build(cfg.model, data, training=False)
+    >>> folder = save_package(pathlib.Path(tempfile.mkdtemp()) / "model", gan, cfg)
+    >>> images, labels = generate_arrays(folder, 5, "1,4", seed=0, spatial_shape=(12, 12))
+    >>> images.shape, labels.tolist()
+    ((5, 1, 12, 12), [0, 1, 1, 1, 1])
+    """
+    package, counts = _package_and_counts(model, n, class_balance)
+    return _sample(package, counts, seed, batch_size, progress, spatial_shape)
+
+
 def generate(
     model: str | os.PathLike[str] | ModelPackage,
     n: int | None,
@@ -191,28 +290,12 @@ def generate(
     # --- end multiscale
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if n is not None and n < 1:
-        raise ConfigError(f"-n must be at least 1, got {n}")
-    package = model if isinstance(model, ModelPackage) else load_package(model)
-    class_names = package.class_names if package.conditional else ["synthetic"]
-    if not package.conditional and class_balance:
-        raise ConfigError("this model is unconditional (one class); drop --class-balance")
-    counts = parse_class_balance(class_balance, class_names, n)
+    package, counts = _package_and_counts(model, n, class_balance)
+    class_names = output_class_names(package)
     total = sum(counts)
     out_dir = Path(out)
     _prepare_out_dir(out_dir, overwrite)
-    labels = np.repeat(np.arange(len(counts)), counts)
-    noise = torch.Generator().manual_seed(seed)
-    chunks: list[np.ndarray] = []
-    bar = tqdm(total=total, desc="generating", unit="img", disable=not progress)
-    for start in range(0, total, batch_size):
-        part = labels[start : start + batch_size]
-        label_tensor = torch.from_numpy(part) if package.conditional else None
-        images = package.family.sample(len(part), label_tensor, generator=noise)
-        chunks.append(package.to_source_units(images))
-        bar.update(len(part))
-    bar.close()
-    values = np.concatenate(chunks) if chunks else np.empty((0,))
+    values, labels = _sample(package, counts, seed, batch_size, progress)
     data = package.data
     source_dtype = data.source_dtype
     written: list[str] = []

@@ -46,6 +46,7 @@ import torch
 from medisynth.errors import ConfigError
 from medisynth.files import atomic_path
 from medisynth.nets.multiscale import NOISE_FACTOR, MultiScaleGenerator, PatchRefiner, upsample2
+from medisynth.precision import Precision, precision_context
 
 if TYPE_CHECKING:
     from medisynth.gans.multiscale import MultiScaleGAN
@@ -509,36 +510,6 @@ def synthesize(
             if cond_array is not None:
                 scratch.free(cond_array)
     return current
-
-
-Precision = Literal["auto", "fp32", "bf16"]
-
-
-def precision_context(
-    precision: Precision, device: torch.device | str = "cpu"
-) -> tuple[Callable[[], contextlib.AbstractContextManager[Any]], bool]:
-    """``(autocast factory, channels_last)`` for inference: ``"auto"`` is bf16 + channels-last on
-    a CPU with native bf16 (several times faster for 3D convolutions) or a CUDA GPU, else fp32.
-
-    >>> factory, channels_last = precision_context("fp32")
-    >>> channels_last
-    False
-    """
-    device = torch.device(device)
-    if precision == "auto":
-        from medisynth.training.engine import cpu_has_native_bf16
-
-        native = device.type == "cuda" or cpu_has_native_bf16()
-        precision = "bf16" if native else "fp32"
-    if precision == "fp32":
-        return contextlib.nullcontext, False
-    if precision != "bf16":
-        raise ConfigError(f"unknown precision {precision!r}; use auto, fp32 or bf16")
-
-    def factory() -> contextlib.AbstractContextManager[Any]:
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-    return factory, True
 
 
 # ----------------------------------------------------------------------------- NIfTI streaming

@@ -146,9 +146,9 @@ def test_onnx_extractor(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- Inception
-def _inception_or_skip() -> F.InceptionExtractor:
+def _inception_or_skip(precision: str = "fp32") -> F.InceptionExtractor:
     try:
-        return F.InceptionExtractor()
+        return F.InceptionExtractor(precision)
     except ConfigError as err:
         pytest.skip(f"FID Inception not installed: {err}")
 
@@ -172,6 +172,18 @@ def test_inception_preprocessing_grey_resize_and_range() -> None:
     with torch.no_grad():
         direct = extractor.model(t * 255.0 / 128.0 - 1.0).double().numpy()
     np.testing.assert_allclose(grey, direct, rtol=1e-4, atol=1e-5)
+
+
+def test_inception_bf16_features_close_to_fp32_and_cached_apart() -> None:
+    fp32, bf16 = _inception_or_skip("fp32"), _inception_or_skip("bf16")
+    x = RNG.random((3, 1, 28, 28)).astype(np.float32)
+    a, b = extract_features(x, fp32), extract_features(x, bf16)
+    assert not np.array_equal(a, b)  # bf16 really ran
+    assert np.linalg.norm(a - b) / np.linalg.norm(a) < 0.05
+    assert fp32.id != bf16.id  # the feature cache keeps them apart
+    assert get_extractor("inception:fp32").precision == "fp32"
+    with pytest.raises(ConfigError, match="precision"):
+        get_extractor("inception:fp8")
 
 
 def test_volumes_go_triplanar_through_2d_extractors() -> None:

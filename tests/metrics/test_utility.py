@@ -1,4 +1,4 @@
-"""Downstream utility: AUC against sklearn, Dice against F1, tiny ResNet / U-Net training."""
+"""Downstream utility: AUC against sklearn, Dice against F1 and MONAI, ResNet / U-Net training."""
 
 from __future__ import annotations
 
@@ -83,19 +83,78 @@ def test_classifier_refuses_bad_labels() -> None:
         U.train_classifier(np.zeros((4, 1, 8, 8)), np.zeros(4, int))
 
 
-def test_segmentation_utility_learns_bright_blobs() -> None:
-    def pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
-        masks = np.zeros((n, 1, 16, 16), np.float32)
-        for i in range(n):
-            r, c = RNG.integers(2, 10, 2)
-            masks[i, 0, r : r + 5, c : c + 5] = 1
-        return (0.2 + 0.6 * masks + RNG.normal(0, 0.05, masks.shape)).astype(np.float32), masks
+def test_dice_matches_monai_dice_metric() -> None:
+    from monai.metrics import DiceMetric
 
-    torch.manual_seed(0)
-    out = U.segmentation_utility(pairs(24), None, pairs(8), epochs=15)
-    assert list(out) == ["real"]
-    assert out["real"][U.DICE]["mean"] > 0.8
+    pred = RNG.random((6, 1, 9, 9)) > 0.5
+    target = RNG.random((6, 1, 9, 9)) > 0.6
+    pred[0], target[0] = False, False  # both empty: 1.0
+    pred[1], target[1] = True, False  # empty target, full prediction: 0.0
+    metric = DiceMetric(include_background=True, reduction="none", ignore_empty=False)
+    expected = metric(torch.from_numpy(pred).float(), torch.from_numpy(target).float())
+    np.testing.assert_allclose(U.dice(pred, target), expected[:, 0].numpy(), rtol=1e-6)
+    assert U.dice(pred, target)[:2].tolist() == [1.0, 0.0]
+    # a hand-built case: 3 predicted pixels, 2 true, 1 in common -> 2 * 1 / (3 + 2)
+    assert U.dice(np.array([[1, 1, 1, 0]]), np.array([[1, 0, 0, 1]])).tolist() == [0.4]
 
 
-def test_unet_3d_shape() -> None:
-    assert U.SmallUNet(1, spatial_dims=3)(torch.zeros(1, 1, 8, 8, 8)).shape == (1, 1, 8, 8, 8)
+def _discs(n: int, rng: np.random.Generator, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Bright discs of random radius and place on Gaussian noise; the masks are the discs."""
+    yy, xx = np.mgrid[:size, :size]
+    masks = np.zeros((n, 1, size, size), np.float32)
+    for i in range(n):
+        radius = rng.uniform(3, 7)
+        cy, cx = rng.uniform(radius, size - radius, 2)
+        masks[i, 0] = (yy - cy) ** 2 + (xx - cx) ** 2 < radius**2
+    images = 0.3 + 0.35 * masks + rng.normal(0, 0.15, masks.shape)
+    return np.clip(images, 0, 1).astype(np.float32), masks
+
+
+def test_unet_learns_discs_and_shuffled_masks_score_lower() -> None:
+    rng = np.random.default_rng(1)
+    train, test = _discs(64, rng), _discs(16, rng)
+    shuffled = (train[0], train[1][rng.permutation(len(train[1]))])  # masks of other images
+    out = U.segmentation_utility(train, shuffled, test, epochs=10, conditions=("real", "synthetic"))
+    real, wrong = out["real"][U.DICE]["mean"], out["synthetic"][U.DICE]["mean"]
+    assert real > 0.8, out
+    assert wrong < real - 0.3, out
+
+
+def test_segmentation_utility_conditions_and_refusals() -> None:
+    rng = np.random.default_rng(2)
+    real, syn, test = _discs(8, rng, 16), _discs(6, rng, 16), _discs(4, rng, 16)
+    squeezed = (syn[0], syn[1][:, 0] * 255)  # masks (N, H, W), 0/255: non-zero is foreground
+    out = U.segmentation_utility(real, squeezed, test, seeds=(0, 1), epochs=1)
+    assert list(out) == ["real", "synthetic", "real+synthetic"]
+    assert out["real+synthetic"]["n_train"] == 14
+    dice = out["real"][U.DICE]
+    assert len(dice["per_seed"]) == 2 and dice["mean"] == pytest.approx(np.mean(dice["per_seed"]))
+    with pytest.raises(ConfigError, match="divisible by 4"):
+        U.segmentation_utility(_discs(4, rng, 18), None, _discs(2, rng, 18), epochs=1)
+    with pytest.raises(ConfigError, match="4 images but 3 masks"):
+        U.train_segmenter(real[0][:4], real[1][:3], epochs=1)
+    with pytest.raises(ConfigError, match="condition"):
+        U.segmentation_utility(real, None, test, conditions=("fake",))
+
+
+def test_segmenter_is_reproducible_and_flips_pairs_together() -> None:
+    rng = np.random.default_rng(3)
+    images, masks = _discs(6, rng, 16)
+    one, two = (U.train_segmenter(images, masks, epochs=1, seed=5) for _ in range(2))
+    for a, b in zip(one.state_dict().values(), two.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    x, m = torch.from_numpy(images), torch.from_numpy(masks)
+    fx, fm = U._flip_pair(x, m, torch.Generator().manual_seed(0))
+    assert torch.equal((fx > 0.5) == (x > 0.5), (fx > 0.5) == (x > 0.5))
+    flipped = [i for i in range(6) if not torch.equal(fm[i], m[i])]
+    assert flipped and all(torch.equal(fm[i], m[i].flip(-1)) for i in flipped)
+    assert all(torch.equal(fx[i], x[i].flip(-1)) for i in flipped)
+    assert all(torch.equal(fx[i], x[i]) for i in range(6) if i not in flipped)
+
+
+def test_unet_on_volumes() -> None:
+    rng = np.random.default_rng(4)
+    masks = (rng.random((4, 1, 8, 8, 8)) > 0.7).astype(np.float32)
+    model = U.train_segmenter(masks * 0.5 + 0.2, masks, epochs=1)
+    assert U.predict_masks(model, masks).shape == (4, 1, 8, 8, 8)
+    assert U.SegmenterSettings().describe()["network"] == "monai.networks.nets.UNet"

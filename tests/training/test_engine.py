@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from medisynth.errors import ConfigError
+from medisynth.precision import cpu_has_native_bf16
 from medisynth.training.checkpoint import load_checkpoint
 from medisynth.training.data import EpochBatchSampler
 from medisynth.training.engine import (
     Trainer,
     TrainingDivergedError,
-    cpu_has_native_bf16,
     resolve_precision,
 )
 from medisynth.training.logging import read_metrics

@@ -94,3 +94,36 @@ def test_intensity_window_options() -> None:
     with pytest.raises(ConfigError):
         intensity_window([s], "low,high")
     assert to_unit(np.array([-5.0, 5.0, 15.0]), (0.0, 10.0)).tolist() == [0.0, 0.5, 1.0]
+
+
+def test_npz_masks_are_read_and_checked(tmp_path: Path) -> None:
+    images = RNG.integers(0, 256, (5, 8, 8), dtype=np.uint8)
+    masks = (RNG.random((5, 8, 8)) > 0.5).astype(np.uint8) * 255
+    np.savez(tmp_path / "m.npz", test_images=images, test_labels=np.zeros(5), test_masks=masks)
+    data = load_image_set(f"{tmp_path}/m.npz:test")
+    assert data.masks is not None and data.masks.shape == (5, 1, 8, 8)
+    np.testing.assert_array_equal(data.masks[:, 0], masks)
+    assert data.describe()["masks"] is True
+    for bad, problem in ((masks[:4], "4 masks for 5 images"), (masks[:, :6], "images' size")):
+        np.savez(tmp_path / "bad.npz", test_images=images, test_labels=np.zeros(5), test_masks=bad)
+        with pytest.raises(ReadError, match=problem):
+            load_image_set(f"{tmp_path}/bad.npz")
+    np.savez(tmp_path / "plain.npz", test_images=images, test_labels=np.zeros(5))
+    assert load_image_set(f"{tmp_path}/plain.npz").masks is None
+
+
+def test_masks_from_a_separate_folder_spec(tmp_path: Path) -> None:
+    for folder in ("images", "masks", "rgb"):
+        (tmp_path / folder).mkdir()
+    masks = (RNG.random((3, 10, 12)) > 0.5).astype(np.uint8) * 255
+    for i in range(3):
+        PILImage.fromarray(RNG.integers(0, 256, (10, 12), dtype=np.uint8)).save(
+            tmp_path / "images" / f"{i}.png"
+        )
+        PILImage.fromarray(masks[i]).save(tmp_path / "masks" / f"{i}.png")
+        PILImage.fromarray(np.stack([masks[i]] * 3, -1)).save(tmp_path / "rgb" / f"{i}.png")
+    data = load_image_set(str(tmp_path / "images"), masks=str(tmp_path / "masks"))
+    assert data.masks is not None
+    np.testing.assert_array_equal(data.masks[:, 0], masks)
+    with pytest.raises(ReadError, match="3 channels"):
+        load_image_set(str(tmp_path / "images"), masks=str(tmp_path / "rgb"))

@@ -192,3 +192,63 @@ def test_cli_happy_path_and_errors(data: Path, capsys: pytest.CaptureFixture[str
     status = main(["validate", "--real", f"{data}/real.npz:test", "--synthetic",
                    f"{data}/good.npz", "--metrics", "fid,nope", "-o", str(out)])  # fmt: skip
     assert status == 2
+
+
+def _disc_pairs(n: int, size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images of bright discs on noise, and their 0/1 masks (N, H, W)."""
+    yy, xx = np.mgrid[:size, :size]
+    masks = np.zeros((n, size, size), np.uint8)
+    for i in range(n):
+        radius = RNG.uniform(2, 4)
+        cy, cx = RNG.uniform(radius, size - radius, 2)
+        masks[i] = (yy - cy) ** 2 + (xx - cx) ** 2 < radius**2
+    images = np.clip(80 + 90 * masks + RNG.normal(0, 30, masks.shape), 0, 255)
+    return images.astype(np.uint8), masks
+
+
+def test_segmentation_utility_from_npz_masks(tmp_path: Path) -> None:
+    (train, train_m), (test, test_m), (syn, syn_m) = (_disc_pairs(n) for n in (24, 8, 16))
+    np.savez(tmp_path / "real.npz", train_images=train, train_labels=np.zeros(24),
+             train_masks=train_m, test_images=test, test_labels=np.zeros(8),
+             test_masks=test_m)  # fmt: skip
+    np.savez(tmp_path / "syn.npz", train_images=syn, train_labels=np.zeros(16), train_masks=syn_m)
+    report = validate(
+        f"{tmp_path}/real.npz:test", f"{tmp_path}/syn.npz", tmp_path / "out",
+        ValidateOptions(**{**FAST, "metrics": ("segmentation",), "seeds": 2, "epochs": 1}),  # type: ignore[arg-type]
+        train=f"{tmp_path}/real.npz:train",
+    )  # fmt: skip
+    seg = report[K.METRICS][K.SEGMENTATION]
+    assert set(seg[K.CONDITIONS]) == {"real", "synthetic", "real+synthetic"}
+    assert seg[K.CONDITIONS]["real+synthetic"]["n_train"] == 40
+    assert len(seg[K.CONDITIONS]["real"][K.DICE]["per_seed"]) == 2 and seg["seeds"] == [0, 1]
+    assert seg[K.SETTINGS]["network"] == "monai.networks.nets.UNet" and seg["epochs"] == 1
+    assert seg["n_test"] == 8 and "0.95" in seg[K.RULE]
+    line = next(v for v in report[K.VERDICTS] if v.startswith("segmentation utility:"))
+    assert "synthetic-only Dice" in line and "vs real" in line
+    assert report[K.INPUTS][K.REAL]["masks"]
+    assert not [w for w in report[K.WARNINGS] if "segmentation" in w]
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "<th>real+synthetic</th>" in page and "rule:" in page
+
+
+def test_segmentation_masks_from_the_cli_and_skips(tmp_path: Path) -> None:
+    (train, train_m), (test, test_m) = _disc_pairs(16), _disc_pairs(8)
+    for name, array in (("train", train), ("train_m", train_m), ("test", test),
+                        ("test_m", test_m * 255)):  # fmt: skip
+        np.save(tmp_path / f"{name}.npy", array)
+    out = tmp_path / "out"
+    args = ["validate", "--real", f"{tmp_path}/test.npy", "--synthetic", f"{tmp_path}/train.npy",
+            "--metrics", "segmentation", "--seeds", "1", "--epochs", "1",
+            "-o", str(out)]  # fmt: skip
+    status = main([*args, "--real-masks", f"{tmp_path}/test_m.npy",
+                   "--synthetic-masks", f"{tmp_path}/train_m.npy"])  # fmt: skip
+    assert status == 0
+    report = json.loads((out / "report.json").read_text())
+    assert list(report[K.METRICS][K.SEGMENTATION][K.CONDITIONS]) == ["synthetic"]
+    assert "only synthetic training" in " ".join(report[K.WARNINGS])
+    assert main(args) == 0  # no masks: skipped with a warning
+    report = json.loads((out / "report.json").read_text())
+    assert K.SEGMENTATION not in report[K.METRICS]
+    assert any(w.startswith("segmentation skipped:") for w in report[K.WARNINGS])
+    np.save(tmp_path / "bad_m.npy", test_m[:, :12])
+    assert main([*args, "--real-masks", f"{tmp_path}/bad_m.npy"]) == 2

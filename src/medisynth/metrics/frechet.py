@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -87,6 +88,80 @@ def frechet_distance(
 def fid(real: np.ndarray, synthetic: np.ndarray) -> float:
     """Fréchet distance between two feature sets ``(N, F)`` and ``(M, F)``."""
     return frechet_distance(*feature_statistics(real), *feature_statistics(synthetic))
+
+
+def fid_bootstrap(
+    real: np.ndarray,
+    synthetic: np.ndarray,
+    *,
+    n_resamples: int = 50,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Any] | None:
+    """Half-sampling interval of :func:`fid` over the *synthetic* samples (real side fixed).
+
+    The real statistics stay fixed (the interval is the sampling uncertainty of the synthetic
+    set): ``R = S_real^(1/2)`` is computed once, and each resample needs the eigenvalues of
+    ``R S_syn R``. With ``Z = synthetic R``, these are the non-zero eigenvalues of the centred
+    Gram matrix of the resampled rows of ``Z`` divided by ``b - 1``: a ``b x b`` problem when
+    the ``b`` resampled rows are fewer than the ``F`` features (e.g. 273 vs 2048), else the
+    ``F x F`` one. ``None`` when ``n_resamples`` is 0.
+
+    Resamples are random *halves* of the synthetic set drawn without replacement (see
+    :mod:`medisynth.metrics.bootstrap`), and the interval is shifted to the full-set value (the
+    FD grows as samples get fewer; clipped at 0). Drawing with replacement instead misstates the
+    spread: repeats lower the covariance's rank. Measured against the spread of the FD over 30
+    fresh synthetic sets of Gaussian features: 546 samples in 784 dimensions, half-sample sd
+    1.47 vs 1.46 fresh (with replacement: 8x too wide); 300 in 40 dimensions, 0.16 vs 0.12
+    (with replacement: 0.24).
+
+    >>> rng = np.random.default_rng(0)
+    >>> f, g = rng.normal(size=(300, 6)), rng.normal(size=(200, 6)) + 0.5
+    >>> ci = fid_bootstrap(f, g, n_resamples=100)
+    >>> bool(ci["ci_low"] < fid(f, g) < ci["ci_high"])
+    True
+    """
+    from medisynth.metrics.bootstrap import bootstrap_ci
+
+    if n_resamples == 0:
+        return None
+    x = _features(real, "real")
+    y = _features(synthetic, "synthetic")
+    if x.shape[1] != y.shape[1]:
+        raise ConfigError(f"feature sizes differ: {x.shape[1]} vs {y.shape[1]}")
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        mu_r, sigma_r = feature_statistics(x)
+        trace_r = float(np.trace(sigma_r))
+        z = y @ _sqrt_psd(sigma_r)
+        m, width = y.shape
+        gram = z @ z.T if m // 2 <= width else None
+
+        def resampled(j: np.ndarray) -> float:
+            ys = y[j]
+            mu = ys.mean(axis=0)
+            b = len(j)
+            trace_s = float(((ys - mu) ** 2).sum() / (b - 1))
+            if gram is not None and b <= width:
+                g = gram[np.ix_(j, j)]
+                g = g - g.mean(axis=0)[None, :] - g.mean(axis=1)[:, None] + g.mean()
+            else:
+                zc = z[j] - z[j].mean(axis=0)
+                g = zc.T @ zc
+            eigenvalues = np.linalg.eigvalsh((g + g.T) / 2.0) / (b - 1)
+            diff = mu_r - mu
+            value = diff @ diff + trace_r + trace_s - 2.0 * np.sqrt(eigenvalues.clip(0)).sum()
+            return float(max(value, 0.0))
+
+        value = resampled(np.arange(m))
+        ci = bootstrap_ci(
+            resampled, m, n_resamples=n_resamples, level=level, seed=seed, estimate=value,
+            half_sampling=True,
+        )  # fmt: skip
+    if ci is not None:
+        ci["ci_low"], ci["ci_high"] = max(ci["ci_low"], 0.0), max(ci["ci_high"], 0.0)
+    return ci
 
 
 def _polynomial_mmd2(

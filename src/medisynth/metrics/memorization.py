@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from medisynth.errors import ConfigError
+from medisynth.metrics.bootstrap import CONFIDENCE, RESAMPLES, bootstrap_ci
 from medisynth.metrics.neighbors import knn
 
 #: Default calibration percentile of held-out-to-train NN distances.
@@ -183,6 +184,32 @@ class SpaceResult:
         n_syn, n_held = len(self.synthetic_to_train), len(self.heldout_to_train)
         return float(
             (self.near_copy_fraction - p) / np.sqrt(p * (1 - p) * (1 / n_syn + 1 / n_held))
+        )
+
+    def near_copy_ci(
+        self, n_resamples: int = RESAMPLES, level: float = CONFIDENCE, seed: int = 0
+    ) -> dict[str, Any] | None:
+        """Percentile-bootstrap interval of the near-copy fraction over the synthetic images.
+
+        The synthetic images' NN distances are resampled against the *fixed* threshold: the
+        interval leaves out the threshold's own uncertainty (which ``near_copy_z`` includes).
+        ``None`` without a threshold or with ``n_resamples=0``.
+
+        >>> space = SpaceResult("pixels", np.r_[np.zeros(20), np.ones(80)], np.zeros(100),
+        ...                     None, 0.5, 5.0, 0.2)
+        >>> ci = space.near_copy_ci(seed=0)
+        >>> bool(ci["ci_low"] < 0.2 < ci["ci_high"])
+        True
+        """
+        if self.threshold is None:
+            return None
+        below = self.synthetic_to_train < self.threshold
+        return bootstrap_ci(
+            lambda i: float(below[i].mean()),
+            len(below),
+            n_resamples=n_resamples,
+            level=level,
+            seed=seed,
         )
 
     def closest_pairs(self, k: int = 8) -> list[tuple[int, int, float]]:

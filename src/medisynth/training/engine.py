@@ -44,6 +44,7 @@ from medisynth.errors import ConfigError, MedisynthError
 from medisynth.files import atomic_write_text
 from medisynth.gans import get_family
 from medisynth.gans.base import DataInfo, GANFamily, StepContext, unwrap
+from medisynth.precision import cpu_has_native_bf16
 from medisynth.training.checkpoint import (
     capture_rng_state,
     load_checkpoint,
@@ -100,26 +101,6 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# ----------------------------------------------------------------------------- hardware
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 / AMX on x86, BF16 on ARM).
-
-    Read from ``/proc/cpuinfo`` flags; ``False`` where they cannot be read, so such CPUs train in
-    fp32 (emulated bf16 is slower than fp32).
-    """
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    flags: set[str] = set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            flags.update(value.split())
-    has_flag = bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
-    return has_flag and torch.backends.mkldnn.is_available()
 
 
 def resolve_device(name: str, dist_info: DistInfo | None = None) -> torch.device:

@@ -3,11 +3,16 @@
 A set is named by a *spec*:
 
 - ``file.npz:split``: one split of a MedMNIST-layout ``.npz`` (``{split}_images`` /
-  ``{split}_labels``); the split may be left out when the file holds only one (e.g. the
-  ``synthetic.npz`` that ``medisynth generate`` writes);
+  ``{split}_labels``, and ``{split}_masks`` for segmentation masks when present); the split may
+  be left out when the file holds only one (e.g. the ``synthetic.npz`` that ``medisynth
+  generate`` writes);
 - a folder of images (PNG, TIFF, DICOM ...) or of NIfTI volumes, labelled by class subfolders
   when it has any;
 - a ``.npy`` array ``(N, C, H, W)`` / ``(N, C, D, H, W)`` (no labels).
+
+Segmentation masks (non-zero = foreground, one per image, of the images' size) come from the
+``{split}_masks`` array of an npz, or from a separate set spec (``masks=``: a folder of mask
+images, a ``.npy``, an npz split), which takes precedence.
 
 Intensities: metrics work on ``[0, 1]``. :func:`intensity_window` picks one window for all sets
 of a run, so they stay comparable: the stored type's full range for 8-bit data (0..255), the
@@ -34,7 +39,10 @@ from medisynth.errors import ConfigError, ReadError
 
 @dataclass
 class ImageSet:
-    """Images (stored values, float32) with optional labels and where they came from."""
+    """Images (stored values, float32) with optional labels, masks, and where they came from.
+
+    ``masks``: segmentation masks ``(N, 1, ...)`` (float32, non-zero = foreground) or None.
+    """
 
     spec: str
     images: np.ndarray
@@ -42,6 +50,7 @@ class ImageSet:
     source_dtype: str
     fingerprint: str
     split: str = ""
+    masks: np.ndarray | None = None
 
     @property
     def is_3d(self) -> bool:
@@ -54,6 +63,7 @@ class ImageSet:
             "shape": list(self.images.shape[1:]),
             "source_dtype": self.source_dtype,
             "labels": self.labels is not None,
+            "masks": self.masks is not None,
             "fingerprint": self.fingerprint,
         }
 
@@ -68,12 +78,61 @@ def _split_spec(spec: str) -> tuple[Path, str]:
     return Path(spec), ""
 
 
-def load_image_set(spec: str, default_split: str = "") -> ImageSet:
-    """Read a set named by ``spec`` (see the module doc).
+def load_image_set(spec: str, default_split: str = "", masks: str | None = None) -> ImageSet:
+    """Read a set named by ``spec`` (see the module doc), with its masks from ``masks`` if given.
 
     Raises:
-        ReadError: missing or unreadable data, unknown split, ambiguous split.
+        ReadError: missing or unreadable data, unknown split, ambiguous split, masks that do not
+            match the images.
+
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> np.save(folder / "x.npy", np.zeros((2, 1, 8, 8), np.float32))
+    >>> np.save(folder / "m.npy", np.ones((2, 8, 8), np.uint8))
+    >>> load_image_set(str(folder / "x.npy"), masks=str(folder / "m.npy")).masks.shape
+    (2, 1, 8, 8)
     """
+    data = _read_set(spec, default_split)
+    if masks is not None:
+        source = _read_set(masks, data.split or default_split)
+        raw = source.masks if source.masks is not None else source.images  # npz: {split}_masks
+        if raw.ndim == data.images.ndim and raw.shape[1] != 1:
+            raise ReadError(
+                masks,
+                f"masks have {raw.shape[1]} channels; need one mask channel",
+                "give grey or binary mask images (non-zero = foreground)",
+            )
+        data.masks = mask_array(raw, data.images, masks)
+    return data
+
+
+def mask_array(raw: np.ndarray, images: np.ndarray, where: str) -> np.ndarray:
+    """Masks ``(N, ...)`` or ``(N, 1, ...)`` matching ``images`` ``(N, C, ...)`` as float32
+    ``(N, 1, ...)``.
+
+    Raises:
+        ReadError: another number of masks or another spatial size than the images.
+
+    >>> mask_array(np.ones((2, 4, 4)), np.zeros((2, 3, 4, 4)), "x").shape
+    (2, 1, 4, 4)
+    """
+    spatial = tuple(images.shape[2:])
+    if len(raw) != len(images):
+        raise ReadError(
+            where, f"{len(raw)} masks for {len(images)} images", "give one mask per image"
+        )
+    if tuple(raw.shape[1:]) not in (spatial, (1, *spatial)):
+        raise ReadError(
+            where,
+            f"masks are {tuple(raw.shape[1:])} but the images' size is {spatial}",
+            "give masks (N, ...) or (N, 1, ...) of the images' size",
+        )
+    if not np.issubdtype(raw.dtype, np.number) and raw.dtype != bool:
+        raise ReadError(where, f"masks must be numbers, got {raw.dtype}")
+    return np.asarray(raw, np.float32).reshape(len(raw), 1, *spatial)
+
+
+def _read_set(spec: str, default_split: str) -> ImageSet:
     from medisynth.data.io import read_image_folder, read_medmnist
 
     path, split = _split_spec(spec)
@@ -127,8 +186,17 @@ def load_image_set(spec: str, default_split: str = "") -> ImageSet:
     fingerprint = f"{data.fingerprint}:{split}"
     return ImageSet(
         spec, data.images[split], labels if labels.ndim == 1 else None, data.source_dtype,
-        fingerprint, split,
+        fingerprint, split, _npz_masks(path, split, data.images[split]),
     )  # fmt: skip
+
+
+def _npz_masks(path: Path, split: str, images: np.ndarray) -> np.ndarray | None:
+    """The ``{split}_masks`` array of an npz matched to its images, or None when absent."""
+    with np.load(path, allow_pickle=False) as npz:
+        if f"{split}_masks" not in npz.files:
+            return None
+        raw = npz[f"{split}_masks"]
+    return mask_array(raw, images, f"{path} ({split}_masks)")
 
 
 def intensity_window(sets: list[ImageSet], window: str = "auto") -> tuple[float, float]:

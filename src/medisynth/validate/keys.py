@@ -23,6 +23,7 @@ REAL = "real"
 SYNTHETIC = "synthetic"
 TRAIN = "train"
 HELDOUT = "heldout"
+MODEL = "model"  # the model package (--model): path, model_id, family, how the set was made
 
 # metric names (also the names --metrics accepts)
 FID = "fid"
@@ -33,7 +34,8 @@ DIVERSITY = "diversity"
 MEMORIZATION = "memorization"
 PAIRED = "paired"
 UTILITY = "utility"
-ALL_METRICS = (FID, KID, FRD, PRDC, DIVERSITY, MEMORIZATION, PAIRED, UTILITY)
+SEGMENTATION = "segmentation"
+ALL_METRICS = (FID, KID, FRD, PRDC, DIVERSITY, MEMORIZATION, PAIRED, UTILITY, SEGMENTATION)
 DEFAULT_METRICS = (FID, KID, PRDC, DIVERSITY, MEMORIZATION)
 
 # inside metrics
@@ -54,3 +56,22 @@ PIXELS = "pixels"
 FEATURES = "features"
 HELDOUT_TRAIN_DUPLICATES = "heldout_train_duplicates"
 TRAIN_DUPLICATES = "train_duplicates"
+
+# bootstrap confidence intervals: "<value>_ci": [low, high] beside the value, and one
+# "bootstrap" entry per metric saying how they were made
+CI_SUFFIX = "_ci"
+BOOTSTRAP = "bootstrap"
+VALUE_CI = VALUE + CI_SUFFIX
+PRECISION_CI = "precision" + CI_SUFFIX
+RECALL_CI = "recall" + CI_SUFFIX
+DENSITY_CI = "density" + CI_SUFFIX
+COVERAGE_CI = "coverage" + CI_SUFFIX
+NEAR_COPY_FRACTION = "near_copy_fraction"
+NEAR_COPY_FRACTION_CI = NEAR_COPY_FRACTION + CI_SUFFIX
+MEAN_CI = "mean" + CI_SUFFIX  # utility: the seed-averaged AUC's interval, inside "auc"
+
+# inside segmentation
+CONDITIONS = "conditions"
+DICE = "dice"
+SETTINGS = "settings"
+RULE = "rule"

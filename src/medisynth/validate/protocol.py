@@ -3,8 +3,9 @@
 Roles of the sets:
 
 - ``real``: the real reference for distribution metrics (FID, KID, FRD, PRDC), the target of
-  paired metrics, and the test split of the utility experiment;
-- ``synthetic``: the images under test (with labels for the utility experiment);
+  paired metrics, and the test split of the utility experiments (classification: labels;
+  segmentation: masks);
+- ``synthetic``: the images under test (with labels / masks for the utility experiments);
 - ``train``: the data the generator was trained on (memorisation, relative FD, utility);
 - ``heldout``: real images the generator never saw (calibration of near-copies, C_T, relative FD).
   When it is not given but ``train`` is, and ``real`` is a different set than ``train``, ``real``
@@ -13,6 +14,11 @@ Roles of the sets:
 Diversity compares within-set nearest-neighbour distances of equal-size random subsets of the
 synthetic set and of the real training set (``real`` without ``train``), since NN distances shrink
 as a set grows.
+
+Confidence intervals (``ValidateOptions.bootstrap`` resamples, seeded by ``seed``; see
+:mod:`medisynth.metrics.bootstrap`) sit beside their values as ``<name>_ci: [low, high]``, with a
+``bootstrap`` entry per metric: precision/recall/density/coverage, the near-copy fraction, the
+seed-averaged utility AUC (``auc.mean_ci``) and, with ``fid_bootstrap``, the FID.
 
 >>> import numpy as np, tempfile, pathlib
 >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -41,14 +47,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from medisynth.errors import ConfigError
 from medisynth.files import atomic_write_text
+from medisynth.metrics.bootstrap import ci_key, interval
 from medisynth.validate import keys as K
 from medisynth.validate.inputs import ImageSet, intensity_window, load_image_set, to_unit
+
+if TYPE_CHECKING:
+    from medisynth.package import ModelPackage
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +81,13 @@ class ValidateOptions:
     cache_dir: str | None = None
     progress: bool = True
     seed: int = 0
+    #: bootstrap resamples of the confidence intervals of precision/recall/density/coverage,
+    #: the near-copy fraction and the utility AUC (0: no intervals)
+    bootstrap: int = 200
+    #: sets larger than this are subsampled for the PRDC intervals (reported)
+    bootstrap_max_samples: int = 2000
+    #: half-sample resamples of the FID interval (0: none; one eigendecomposition each)
+    fid_bootstrap: int = 0
 
     def check(self) -> None:
         unknown = [m for m in self.metrics if m not in K.ALL_METRICS]
@@ -82,6 +99,13 @@ class ValidateOptions:
             raise ConfigError(f"percentile must be in (0, 50), got {self.percentile}")
         if self.k < 1 or self.seeds < 1 or self.epochs < 1:
             raise ConfigError("k, seeds and epochs must be at least 1")
+        if self.bootstrap < 0 or self.fid_bootstrap < 0:
+            raise ConfigError(
+                f"bootstrap resamples must be >= 0 (0 disables), got bootstrap={self.bootstrap},"
+                f" fid_bootstrap={self.fid_bootstrap}"
+            )
+        if self.bootstrap_max_samples <= self.k:
+            raise ConfigError(f"bootstrap_max_samples must exceed k={self.k}")
 
 
 @dataclass
@@ -121,6 +145,85 @@ class _Steps:
 
 def _subsample(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     return x if len(x) <= n else x[np.sort(rng.choice(len(x), n, replace=False))]
+
+
+def _bootstrap_info(ci: dict[str, Any], method: str, **extra: Any) -> dict[str, Any]:
+    """The report's ``bootstrap`` entry: how a metric's intervals were made."""
+    from medisynth.metrics.bootstrap import LEVEL, N_RESAMPLES
+
+    return {N_RESAMPLES: ci[N_RESAMPLES], LEVEL: ci[LEVEL], "method": method, **extra}
+
+
+def _check_segmentation(
+    real: ImageSet,
+    synthetic: ImageSet,
+    train: ImageSet | None,
+    metrics: set[str],
+    warnings: list[str],
+) -> None:
+    """Drop the segmentation metric with a warning when masks are missing; refuse bad sizes."""
+    from medisynth.metrics.utility import SegmenterSettings
+
+    sources = [s for s in (train, synthetic) if s is not None and s.masks is not None]
+    if real.masks is None or not sources:
+        warnings.append(
+            "segmentation skipped: it needs masks on --real (the test set) and on --train "
+            "and/or --synthetic ({split}_masks in an npz, or --real-masks / --train-masks / "
+            "--synthetic-masks)"
+        )
+        metrics.discard(K.SEGMENTATION)
+        return
+    if synthetic.masks is None:
+        warnings.append("segmentation: the synthetic set has no masks; only real training runs")
+    elif train is None or train.masks is None:
+        warnings.append("segmentation: no training masks; only synthetic training runs")
+    multiple = SegmenterSettings().size_multiple
+    if any(size % multiple for size in real.images.shape[2:]):
+        raise ConfigError(
+            f"segmentation: the U-Net needs image sizes divisible by {multiple}, got "
+            f"{tuple(real.images.shape[2:])}; crop or pad the sets, or leave out segmentation"
+        )
+
+
+def _segmentation(
+    real: ImageSet,
+    synthetic: ImageSet,
+    train: ImageSet | None,
+    unit: dict[str, np.ndarray],
+    options: ValidateOptions,
+) -> dict[str, Any]:
+    """The segmentation entry of the report: Dice per training condition, settings, verdict."""
+    from medisynth.metrics.utility import (
+        SEGMENTATION_RULE,
+        SegmenterSettings,
+        segmentation_utility,
+        segmentation_verdict,
+    )
+
+    assert real.masks is not None
+    settings = SegmenterSettings()
+    seeds = tuple(range(options.seed, options.seed + options.seeds))
+    conditions = segmentation_utility(
+        None if train is None or train.masks is None else (unit[K.TRAIN], train.masks),
+        None if synthetic.masks is None else (unit[K.SYNTHETIC], synthetic.masks),
+        (unit[K.REAL], real.masks),
+        seeds=seeds,
+        epochs=options.epochs,
+        settings=settings,
+        progress=options.progress,
+    )
+    return {
+        K.CONDITIONS: conditions,
+        "n_test": len(real.images),
+        "test_foreground_fraction": float((real.masks != 0).mean()),
+        "seeds": list(seeds),
+        "epochs": options.epochs,
+        K.SETTINGS: settings.describe(),
+        "dice_definition": "per real test image, prediction thresholded at 0.5; averaged "
+        "over images, then mean and std over seeds",
+        K.VERDICT: segmentation_verdict(conditions),
+        K.RULE: SEGMENTATION_RULE,
+    }
 
 
 def run_validation(
@@ -163,6 +266,8 @@ def run_validation(
     if K.UTILITY in metrics and (train is None or train.labels is None or real.labels is None):
         warnings.append("utility skipped: it needs a labelled --train and a labelled --real")
         metrics.discard(K.UTILITY)
+    if K.SEGMENTATION in metrics:
+        _check_segmentation(real, synthetic, train, metrics, warnings)
     if K.PAIRED in metrics and len(real.images) != len(synthetic.images):
         raise ConfigError(
             f"paired metrics need as many synthetic as real images "
@@ -229,6 +334,17 @@ def run_validation(
                     K.FD_HELDOUT_TRAIN: fd_held,
                     K.VALUE: frechet.relative_fd(fd_syn, fd_held),
                 }
+            ci = frechet.fid_bootstrap(
+                features[K.REAL], features[K.SYNTHETIC],
+                n_resamples=options.fid_bootstrap, seed=options.seed,
+            )  # fmt: skip
+            if ci is not None:
+                entry[K.VALUE_CI] = interval(ci)
+                entry[K.BOOTSTRAP] = _bootstrap_info(
+                    ci,
+                    "halves of the synthetic set drawn without replacement, real statistics "
+                    "fixed; interval shifted to the full-set value",
+                )
             out[K.FID] = entry
             label = "FID" if options.extractor == "inception" else "FD"
             verdicts.append(f"{label} ({options.extractor}) synthetic vs real: {value:.2f}")
@@ -282,6 +398,28 @@ def run_validation(
                 "k": k,
                 K.EXTRACTOR: options.extractor,
             }
+            boot = prdc.prdc_bootstrap(
+                features[K.REAL], features[K.SYNTHETIC], k=k, n_resamples=options.bootstrap,
+                seed=options.seed, max_samples=options.bootstrap_max_samples,
+            )  # fmt: skip
+            if boot is not None:
+                for name, ci in boot.intervals.items():
+                    out[K.PRDC][ci_key(name)] = interval(ci)
+                note = "real and synthetic features resampled with replacement; radii reach "
+                note += "the k-th nearest distinct other drawn sample"
+                if boot.subsampled:
+                    note += (
+                        f"; intervals from random subsets of {boot.n_real} real and "
+                        f"{boot.n_synthetic} synthetic samples (wider than the full sets' would be)"
+                    )
+                    warnings.append(
+                        f"PRDC intervals computed on subsets of at most "
+                        f"{options.bootstrap_max_samples} samples per set"
+                    )
+                out[K.PRDC][K.BOOTSTRAP] = _bootstrap_info(
+                    boot.intervals[prdc.PRECISION], note,
+                    n_real=boot.n_real, n_synthetic=boot.n_synthetic,
+                )  # fmt: skip
     if K.DIVERSITY in metrics:
         with step(K.DIVERSITY):
             reference = unit[K.TRAIN] if K.TRAIN in unit else unit[K.REAL]
@@ -327,6 +465,16 @@ def run_validation(
                 K.VERDICT: verdict,
                 K.REASONS: reasons,
             }
+            for space_key, space in ((K.PIXELS, result.pixel), (K.FEATURES, result.feature)):
+                if space is None:
+                    continue
+                ci = space.near_copy_ci(options.bootstrap, seed=options.seed)
+                if ci is not None:
+                    out[K.MEMORIZATION][space_key][K.NEAR_COPY_FRACTION_CI] = interval(ci)
+                    out[K.MEMORIZATION][K.BOOTSTRAP] = _bootstrap_info(
+                        ci, "synthetic images resampled with replacement against the fixed "
+                        "threshold (the threshold's own uncertainty is not included)",
+                    )  # fmt: skip
             arrays["memorization"] = result
             verdicts.append(f"memorization: {verdict} ({'; '.join(reasons)})")
             pairs = [{"heldout": i, "train": j} for i, j, _ in result.heldout_train_duplicates]
@@ -379,7 +527,14 @@ def run_validation(
                 seeds=tuple(range(options.seed, options.seed + options.seeds)),
                 epochs=options.epochs,
                 progress=options.progress,
+                bootstrap=options.bootstrap,
+                bootstrap_seed=options.seed,
             )
+    if K.SEGMENTATION in metrics:
+        assert real.masks is not None
+        with step(K.SEGMENTATION):
+            out[K.SEGMENTATION] = _segmentation(real, synthetic, train, unit, options)
+            verdicts.append(f"segmentation utility: {out[K.SEGMENTATION][K.VERDICT]}")
     report = {
         K.VERSION: __version__,
         K.CREATED: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -395,40 +550,164 @@ def run_validation(
     return ValidationResult(_jsonable(report), arrays)
 
 
+def _model_name(package: ModelPackage) -> str:
+    return str(package.card.get("model_id", package.path.name))
+
+
+def _synthetic_from_model(
+    package: ModelPackage, real: ImageSet, train: ImageSet | None, seed: int, progress: bool
+) -> tuple[ImageSet, dict[str, Any]]:
+    """Generate (in memory) as many images as ``train`` (else ``real``) holds, in its class
+    balance for a conditional model, at the real images' size; and how they were made."""
+    from medisynth.generate import generate_arrays, output_class_names
+
+    name = _model_name(package)
+    if package.data.source_intensity_map is not None:
+        raise ConfigError(
+            f"{package.path} is an image-to-image model ({package.card.get('family')}): it "
+            "translates images rather than generating them; translate the real inputs with "
+            "`medisynth translate` and give the result as --synthetic"
+        )
+    channels, spatial = real.images.shape[1], tuple(real.images.shape[2:])
+    if package.data.channels != channels:
+        raise ConfigError(
+            f"the model {name} makes {package.data.channels}-channel images but the real "
+            f"images have {channels} channel(s)"
+        )
+    reference = train if train is not None else real
+    class_names = output_class_names(package)
+    balance = balance_from = None
+    if package.conditional:
+        k = len(class_names)
+        source = next((s for s in (train, real) if s is not None and s.labels is not None), None)
+        if source is not None:
+            labels = np.asarray(source.labels).astype(np.int64)
+            if labels.min() < 0 or labels.max() >= k:
+                raise ConfigError(
+                    f"{source.spec}: labels run from {labels.min()} to {labels.max()} but the "
+                    f"model {name} has {k} classes ({', '.join(class_names)})"
+                )
+            weights = np.bincount(labels, minlength=k).tolist()
+            balance_from = source.spec
+        else:  # no labelled set: the model's own training balance
+            weights = [package.data.class_counts.get(c, 1) for c in range(k)]
+            balance_from = "model card"
+        balance = ",".join(str(w) for w in weights)
+    images, labels_out = generate_arrays(
+        package, len(reference.images), balance, seed=seed, progress=progress,
+        spatial_shape=spatial,
+    )  # fmt: skip
+    counts = np.bincount(labels_out, minlength=len(class_names)).tolist()
+    made = {
+        "path": str(package.path),
+        "model_id": name,
+        "family": package.card.get("family", ""),
+        "generated": True,
+        "n": len(images),
+        "seed": seed,
+        "class_counts": dict(zip(class_names, counts, strict=True)),
+        "balance_from": balance_from,
+        "model_size": list(package.data.spatial_shape),
+        "resized_to": None if tuple(package.data.spatial_shape) == spatial else list(spatial),
+    }
+    synthetic = ImageSet(
+        f"model:{name}",
+        images.astype(np.float32),
+        labels_out if package.conditional else None,
+        package.data.source_dtype,
+        f"{name}:seed={seed}:counts={counts}:size={list(spatial)}",
+    )
+    return synthetic, made
+
+
+def _synthetic_set(
+    synthetic: str | None,
+    synthetic_masks: str | None,
+    package: ModelPackage | None,
+    real: ImageSet,
+    train: ImageSet | None,
+    options: ValidateOptions,
+) -> tuple[ImageSet, dict[str, Any] | None]:
+    """The synthetic set (read, or generated from ``package``) and the report's model entry."""
+    if synthetic is not None:
+        made = None
+        if package is not None:
+            made = {
+                "path": str(package.path),
+                "model_id": _model_name(package),
+                "family": package.card.get("family", ""),
+                "generated": False,
+            }
+        return load_image_set(synthetic, masks=synthetic_masks), made
+    assert package is not None, "validate() checks that a set or a model is given"
+    if synthetic_masks is not None:
+        raise ConfigError("synthetic masks need a synthetic set (--synthetic)")
+    return _synthetic_from_model(package, real, train, options.seed, options.progress)
+
+
 def validate(
     real: str,
-    synthetic: str,
+    synthetic: str | None,
     output: str | Path,
     options: ValidateOptions | None = None,
     train: str | None = None,
     heldout: str | None = None,
     mask: str | None = None,
+    real_masks: str | None = None,
+    synthetic_masks: str | None = None,
+    train_masks: str | None = None,
+    model: str | Path | None = None,
 ) -> dict[str, Any]:
     """Read the sets named by specs, run the metrics, write ``report.json`` and ``report.html``.
 
     Args:
         real, synthetic, train, heldout: set specs (``file.npz:split``, folder, ``.npy``).
         mask: a set spec of masks (non-zero inside), one per real image, for paired metrics.
+        real_masks, synthetic_masks, train_masks: set specs of segmentation masks (non-zero =
+            foreground), one per image of that set in its order, for the segmentation metric;
+            npz sets need none when they hold ``{split}_masks``.
         output: the report folder (created; existing reports in it are replaced atomically).
         options: metrics and settings.
+        model: the model package under test (``medisynth train``'s ``model/`` folder): named in
+            the report's inputs, and its card gets the report's summary (``attach_metrics``,
+            atomic) once the report is written. With ``synthetic`` None the synthetic set is
+            generated from it in memory: as many images as ``train`` (else ``real``), in its
+            class balance for a conditional model, at the real images' size, seed
+            ``options.seed``.
 
     Returns:
         The report (the content of ``report.json``).
     """
+    from medisynth.package import attach_metrics, load_package
     from medisynth.validate.report import write_html
 
     options = options or ValidateOptions()
     options.check()
+    if synthetic is None and model is None:
+        raise ConfigError(
+            "no synthetic set: give --synthetic SET, or --model PACKAGE to generate it from a "
+            "trained model"
+        )
+    package = None if model is None else load_package(model)
+    real_set = load_image_set(real, masks=real_masks)
+    train_set = load_image_set(train, masks=train_masks) if train else None
+    synthetic_set, made = _synthetic_set(
+        synthetic, synthetic_masks, package, real_set, train_set, options
+    )
     result = run_validation(
-        load_image_set(real),
-        load_image_set(synthetic),
-        load_image_set(train) if train else None,
+        real_set,
+        synthetic_set,
+        train_set,
         load_image_set(heldout) if heldout else None,
         options=options,
         mask=load_image_set(mask).images if mask else None,
     )
+    if made is not None:
+        result.report[K.INPUTS][K.MODEL] = _jsonable(made)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output / "report.json", json.dumps(result.report, indent=2) + "\n")
     write_html(result, output / "report.html")
+    if package is not None:
+        attach_metrics(package.path, result.report)
     return result.report

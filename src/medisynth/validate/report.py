@@ -105,19 +105,60 @@ def _histogram(
     return _img(_png(fig), title)
 
 
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, int | float) else "n/a"
+
+
 def _table(data: dict[str, Any]) -> str:
+    """Nested tables of a report entry; a value with its bootstrap interval beside it
+    (``name`` and ``name_ci``) shows as one cell.
+
+    >>> _table({"precision": 0.92, "precision_ci": [0.89, 0.95]})
+    '<table><tr><th>precision</th><td>0.92 [0.89, 0.95]</td></tr></table>'
+    """
     rows = []
     for key, value in data.items():
+        name = str(key)
+        if name.endswith(K.CI_SUFFIX) and name[: -len(K.CI_SUFFIX)] in data:
+            continue  # shown beside its value
+        ci = data.get(name + K.CI_SUFFIX)
         if isinstance(value, list) and len(value) > 12:
             value = f"[{len(value)} values]"
         if isinstance(value, dict):
             cell = _table(value)
+        elif isinstance(ci, list) and len(ci) == 2 and isinstance(value, int | float | None):
+            cell = f"{_number(value)} [{_number(ci[0])}, {_number(ci[1])}]"
         elif isinstance(value, float):
             cell = f"{value:.4g}"
         else:
             cell = html.escape(json.dumps(value) if isinstance(value, list) else str(value))
         rows.append(f"<tr><th>{html.escape(str(key))}</th><td>{cell}</td></tr>")
     return "<table>" + "".join(rows) + "</table>"
+
+
+def _segmentation_table(entry: dict[str, Any]) -> str:
+    """Dice per training condition (rows), the verdict with its rule, then the settings.
+
+    >>> entry = {K.CONDITIONS: {"real": {K.DICE: {"mean": 0.8, "std": 0.01, "per_seed": [0.8]},
+    ...          "n_train": 10}}, K.VERDICT: "v", K.RULE: "r", K.SETTINGS: {}}
+    >>> "<td>0.800 ± 0.010</td>" in _segmentation_table(entry)
+    True
+    """
+    rows = ["<tr><th>trained on</th><th>Dice (real test), mean ± std over seeds</th>"
+            "<th>per seed</th><th>n train</th></tr>"]  # fmt: skip
+    for condition, scores in entry[K.CONDITIONS].items():
+        dice = scores[K.DICE]
+        per_seed = ", ".join(f"{v:.3f}" for v in dice["per_seed"] if v is not None)
+        rows.append(
+            f"<tr><th>{html.escape(condition)}</th><td>{dice['mean']:.3f} ± {dice['std']:.3f}</td>"
+            f"<td>{per_seed}</td><td>{scores['n_train']}</td></tr>"
+        )
+    rest = {k: v for k, v in entry.items() if k not in (K.CONDITIONS, K.VERDICT, K.RULE)}
+    return (
+        "<table>" + "".join(rows) + "</table>"
+        f"<p>{html.escape(str(entry[K.VERDICT]))}<br><small>rule: "
+        f"{html.escape(str(entry[K.RULE]))}</small></p>" + _table(rest)
+    )
 
 
 _STYLE = """
@@ -163,7 +204,10 @@ def write_html(result: ValidationResult, path: str | Path) -> None:
     parts.append("<h2>Metrics</h2>")
     for name, value in metrics.items():
         parts.append(f"<h3>{html.escape(name)}</h3>")
-        parts.append(_table(value) if isinstance(value, dict) else html.escape(str(value)))
+        if name == K.SEGMENTATION and isinstance(value, dict):
+            parts.append(_segmentation_table(value))
+        else:
+            parts.append(_table(value) if isinstance(value, dict) else html.escape(str(value)))
         if name == K.DIVERSITY and "diversity" in arrays:
             d_real, d_syn = arrays["diversity"]
             parts.append(
