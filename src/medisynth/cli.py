@@ -241,7 +241,14 @@ def validate(
     extractor: str = typer.Option(
         "inception",
         "--extractor",
-        help="inception, radiomics, radiomics-lite, pixels, torchscript:PATH, onnx:PATH.",
+        help="inception[:fp32|:bf16], radiomics, radiomics-lite, pixels, torchscript:PATH, "
+        "onnx:PATH.",
+    ),
+    frd_extractor: str = typer.Option(
+        "radiomics",
+        "--frd-extractor",
+        help="Features of FRD: radiomics (original image), radiomics:filtered (+ LoG and "
+        "wavelet images, as FRDv1), radiomics-lite.",
     ),
     window: str = typer.Option(
         "auto", "--range", help="Intensity window to [0, 1]: auto or LO,HI."
@@ -280,6 +287,7 @@ def validate(
     options = ValidateOptions(
         metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
         extractor=extractor,
+        radiomics_extractor=frd_extractor,
         window=window,
         cache_dir=None if cache_dir is None else str(cache_dir),
         seeds=seeds,

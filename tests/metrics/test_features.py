@@ -110,6 +110,21 @@ def test_pyradiomics_first_order_matches_numpy(shape: tuple[int, ...]) -> None:
     np.testing.assert_allclose(maximum, x.reshape(2, -1).max(1) * 255, rtol=1e-6)
 
 
+@needs_pyradiomics
+def test_pyradiomics_filtered_images_add_log_and_wavelet_features() -> None:
+    x = RNG.random((2, 1, 16, 16))
+    original, filtered = get_extractor("radiomics"), get_extractor("radiomics:filtered")
+    a, b = extract_features(x, original), extract_features(x, filtered)
+    names_a, names_b = original.feature_names, filtered.feature_names  # type: ignore[attr-defined]
+    assert original.id != filtered.id
+    assert any("log-sigma-2-0" in n for n in names_b) and any("wavelet-" in n for n in names_b)
+    assert len(names_b) >= 5 * len(names_a)
+    # the original-image part is the same features as the plain extractor's
+    np.testing.assert_allclose(b[:, [names_b.index(n) for n in names_a]], a, rtol=1e-9)
+    with pytest.raises(ConfigError, match="original"):
+        get_extractor("radiomics:smoothed")
+
+
 def test_torchscript_extractor_runs_the_users_network(tmp_path: Path) -> None:
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.AdaptiveAvgPool2d(1))
     path = tmp_path / "net.pt"

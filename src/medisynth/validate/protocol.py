@@ -384,11 +384,16 @@ def run_validation(
                 )
                 for r in (K.REAL, K.SYNTHETIC)
             )  # fmt: skip
+            squared = frechet.frd(f_real, f_syn)
             out[K.FRD] = {
-                K.VALUE: frechet.frd(f_real, f_syn),
+                K.VALUE: frechet.frd_log(squared),
+                K.SQUARED_DISTANCE: squared,
                 K.EXTRACTOR: name,
                 "n_features": f_real.shape[1],
-                "convention": "z-scored with the real set's mean/std; no log transform",
+                "convention": (
+                    "log(d_F^2) (FRDv1 / frd-score default); features z-scored with the real "
+                    "set's mean and std (ddof 0), real-constant features dropped"
+                ),
             }
     if K.PRDC in metrics:
         with step(K.PRDC):
