@@ -24,8 +24,9 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` if the block succeeds.
 
     The temporary name keeps ``target``'s suffixes (``.nii.gz`` stays ``.nii.gz``) so libraries
-    that choose a format by extension write the right one. On error the temp file is removed and
-    ``target`` is untouched.
+    that choose a format by extension write the right one. The result gets the permissions a
+    plain ``open()`` would give (an existing file's mode, else ``0o666`` less the umask), not the
+    owner-only mode of temp files. On error the temp file is removed and ``target`` is untouched.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -37,11 +38,22 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        os.chmod(tmp, _mode_for(target))
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def _mode_for(target: Path) -> int:
+    """The mode ``target`` keeps (if it exists) or would get from ``open()`` (0o666 & ~umask)."""
+    try:
+        return target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
