@@ -140,3 +140,24 @@ def test_errors_are_one_line_messages(
     assert "unknown output format" in capsys.readouterr().err
     assert main(["enhance", str(sr_model), str(path), "-o", str(tmp_path / "d.png")]) == 2
     assert "cannot be written as PNG" in capsys.readouterr().err
+
+
+def test_real_mr_volume_keeps_its_world_geometry(tmp_path: Path, shared_data: Path) -> None:
+    """nibabel's sample anatomical MR (33 x 41 x 25, odd sides, flipped x axis)."""
+    path = shared_data / "nibabel_samples" / "anatomical.nii"
+    percentiles = IntensityMap(0.0, 1.0, kind="percentile", modality="MR")  # refitted per input
+    model = make_package(tmp_path / "model", scale=2, intensity=percentiles)
+    assert main(["enhance", str(model), str(path), "-o", str(tmp_path / "sr.nii.gz")]) == 0
+    src, out = nib.load(path), nib.load(tmp_path / "sr.nii.gz")
+    assert out.shape == (66, 82, 25)
+    assert nib.aff2axcodes(out.affine) == nib.aff2axcodes(src.affine)
+    for ijk in ([-0.5, -0.5, 0], [32.5, 40.5, 24]):  # both outer corners of the field of view
+        new_ijk = [ijk[0] * 2 + 0.5, ijk[1] * 2 + 0.5, ijk[2]]
+        assert np.allclose(
+            nib.affines.apply_affine(src.affine, ijk),
+            nib.affines.apply_affine(out.affine, new_ijk),
+        )
+    inside = np.asarray(src.dataobj, np.float32)
+    values = np.asarray(out.dataobj)
+    assert values.max() <= inside.max() + 1e-3 and values.min() >= inside.min() - 1e-3
+    assert abs(values.mean() - inside.mean()) < 0.1 * inside.std()  # the input's units
