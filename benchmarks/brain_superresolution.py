@@ -19,6 +19,7 @@ benchmarks/brain_translation.py).
 
     python benchmarks/brain_superresolution.py --scales 2 4 --minutes 9
     python benchmarks/brain_superresolution.py --scales 2 --baselines-only   # seconds
+    python benchmarks/brain_superresolution.py --scales 2 --set model.adv_weight=0 --tag l1only
 """
 
 from __future__ import annotations
@@ -93,12 +94,20 @@ def score(pred: np.ndarray, hr: np.ndarray) -> dict[str, float]:
     }
 
 
-def train(scale: int, train_case: str, minutes: float, out: Path, reuse: bool) -> dict:
+def train(
+    scale: int,
+    train_case: str,
+    minutes: float,
+    out: Path,
+    reuse: bool,
+    overrides: list[str],
+    tag: str = "",
+) -> dict:
     from medisynth.config import load_config
     from medisynth.training.engine import Trainer
 
     os.environ.setdefault("MEDISYNTH_DATA", str(DATA))
-    run_dir = out / f"x{scale}_{train_case}"
+    run_dir = out / f"x{scale}_{train_case}{'_' + tag if tag else ''}"
     config = load_config(
         ROOT / "examples" / f"brain_sr_x{scale}.yaml",
         [
@@ -109,6 +118,7 @@ def train(scale: int, train_case: str, minutes: float, out: Path, reuse: bool) -
             "train.tensorboard=false",
             "train.checkpoint_every=0",
             "train.sample_every=0",
+            *overrides,
         ],
     )
     if reuse and (run_dir / "model").is_dir():
@@ -126,6 +136,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/brain_superresolution"))
     parser.add_argument("--baselines-only", action="store_true")
     parser.add_argument("--reuse", action="store_true", help="score models already in --out")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], help="config override (repeat)"
+    )
+    parser.add_argument("--tag", default="", help="suffix of the run folders and method names")
     args = parser.parse_args()
     torch.set_num_threads(1)
     test_case = "BraTS" if args.train == "TCGA" else "TCGA"
@@ -139,12 +153,13 @@ def main() -> None:
         from medisynth.enhance import enhance_array
         from medisynth.package import load_package
 
-        run = train(scale, args.train, args.minutes, args.out, args.reuse)
+        run = train(scale, args.train, args.minutes, args.out, args.reuse, args.overrides, args.tag)
         package = load_package(run["dir"] / "model")
         started = time.perf_counter()
         sr = enhance_array(package, lr[None], axis=AXIS)[0]
         enhance_s = time.perf_counter() - started
-        method = f"srgan ({run['steps']} steps, {run['train_s'] / 60:.1f} min)"
+        name = f"srgan {args.tag}".strip()
+        method = f"{name} ({run['steps']} steps, {run['train_s'] / 60:.1f} min)"
         values = score(sr, hr)
         rows.append({"scale": scale, "method": method, **values, "enhance_s": enhance_s})
     print(f"\nT1 super-resolution, train {args.train}, test {test_case} (in-brain, 1 thread)")
@@ -164,7 +179,9 @@ def main() -> None:
                 f"{pair[1]['ssim'] - pair[0]['ssim']:+.4f} SSIM"
             )
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(rows, indent=2, default=str))
+    (args.out / f"results{'_' + args.tag if args.tag else ''}.json").write_text(
+        json.dumps(rows, indent=2, default=str)
+    )
 
 
 if __name__ == "__main__":
