@@ -161,3 +161,24 @@ def test_real_mr_volume_keeps_its_world_geometry(tmp_path: Path, shared_data: Pa
     values = np.asarray(out.dataobj)
     assert values.max() <= inside.max() + 1e-3 and values.min() >= inside.min() - 1e-3
     assert abs(values.mean() - inside.mean()) < 0.1 * inside.std()  # the input's units
+
+
+def test_dicom_series_in_nifti_out(tmp_path: Path, shared_data: Path) -> None:
+    """A real MR DICOM series (3 slices of 512 x 512, oblique-free but axes permuted)."""
+    from medisynth.data.io import read_image
+
+    series = shared_data / "niivue_volumes" / "dicom_series"
+    source = read_image(series)
+    assert source.spatial_shape == (3, 512, 512)  # slices along array axis 0
+    model = make_package(tmp_path / "model", scale=2)
+    out = tmp_path / "series_x2.nii.gz"
+    assert main(["enhance", str(model), str(series), "-o", str(out), "--axis", "0"]) == 0
+    image = nib.load(out)
+    assert image.shape == (3, 1024, 1024)
+    assert np.allclose(image.affine, upsampled_affine(source.affine, 2, (1, 2)), atol=1e-4)
+    assert np.allclose(image.header.get_zooms(), (1.5, 0.41015625 / 2, 0.41015625 / 2))
+    for ijk in ([0, -0.5, -0.5], [2, 511.5, 511.5]):  # in-plane corners of the field of view
+        new_ijk = [ijk[0], ijk[1] * 2 + 0.5, ijk[2] * 2 + 0.5]
+        assert np.allclose(
+            source.world_coordinates(ijk), nib.affines.apply_affine(image.affine, new_ijk)
+        )
