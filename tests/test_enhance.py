@@ -86,7 +86,7 @@ def test_geometry_keeps_the_field_of_view(tmp_path: Path, volume: tuple, scale: 
     values = np.asarray(out.dataobj)
     for z in (0, 4):
         expected = upsample(torch.from_numpy(array[None, ..., z]), scale)[0, 0].numpy()
-        assert np.allclose(values[..., z], np.clip(expected, 0, 100), atol=1e-3)
+        assert np.allclose(values[..., z], np.clip(expected, array.min(), array.max()), atol=1e-3)
 
 
 def test_3d_model_upsamples_every_axis(tmp_path: Path, volume: tuple) -> None:
@@ -182,3 +182,15 @@ def test_dicom_series_in_nifti_out(tmp_path: Path, shared_data: Path) -> None:
         assert np.allclose(
             source.world_coordinates(ijk), nib.affines.apply_affine(image.affine, new_ijk)
         )
+
+
+def test_intensities_outside_the_window_are_not_cut_off(tmp_path: Path) -> None:
+    """Window 0..100, input up to 250: the generator sees the clipped input, but the output
+    keeps the bright voxels (interpolated), within the input's own range."""
+    rng = np.random.default_rng(2)
+    array = (rng.random((1, 8, 8)) * 250).astype(np.float32)
+    package = load_package(make_package(tmp_path / "model"))
+    out = enhance_array(package, array)
+    expected = upsample(torch.from_numpy(array[None]), 2)[0].numpy()
+    assert out.max() > 200
+    assert np.allclose(out, np.clip(expected, array.min(), array.max()), atol=1e-3)

@@ -5,7 +5,10 @@ along the axis it was trained on (the in-plane axes are upsampled, the slice axi
 model upsamples all three axes of a volume. The network is fully convolutional, so inputs of any
 size are enhanced at their own size (no resize). Inputs are scaled to [-1, 1] with the model's
 intensity map (or, for MR percentile maps, the same percentiles refitted on the input) and the
-output is mapped back to the input's units with the inverse of that map.
+output is mapped back to the input's units with the inverse of that map. Intensities outside the
+map's window are not cut off: the generator sees the clipped input, as in training, and its
+residual is added to the interpolation of the unclipped input; the output is kept within the
+input's own intensity range.
 
 Geometry convention: the *field of view is kept*. Upsampling an axis by ``s`` divides its
 spacing by ``s``; the first voxel centre moves by ``-(s - 1) / (2 s)`` old voxels along that
@@ -128,16 +131,32 @@ def enhance_array(
     image_dims = array.ndim - 1
     if data.spatial_dims == 3 and image_dims == 2:
         raise ConfigError("this is a 3D model; it enhances volumes, not 2D images")
-    mapping = input_map(package, array, scaling)
+    mapping = replace(input_map(package, array, scaling), clip=False)
     scaled = torch.from_numpy(np.ascontiguousarray(mapping.forward(array), dtype=np.float32))
     if data.spatial_dims == image_dims:
-        result = family.translate(scaled[None], batch_size)[0]
+        result = _super_resolve(family, scaled[None], batch_size)[0]
     else:  # a 2D model on a volume: slices along the axis
         axis = _slice_axis(package, axis)
         moved = scaled.movedim(axis + 1, 0)  # (S, C, H, W)
-        result = family.translate(moved, batch_size).movedim(0, axis + 1)
-    values = np.clip(result.numpy(), -1.0, 1.0)
-    return np.asarray(mapping.inverse(values), dtype=np.float32)
+        result = _super_resolve(family, moved, batch_size).movedim(0, axis + 1)
+    values = np.asarray(mapping.inverse(result.numpy()), dtype=np.float32)
+    low, high = float(np.nanmin(array)), float(np.nanmax(array))
+    return np.clip(values, low, high)
+
+
+def _super_resolve(family: SRGAN, scaled: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """The generator sees the input clipped to [-1, 1], as in training; intensities outside
+    that window (bright tails, background below the MR percentiles) are not cut off: they keep
+    their interpolated values, and the generator's learned residual is added on top."""
+    from medisynth.nets.srresnet import upsample
+
+    clipped = scaled.clamp(-1.0, 1.0)
+    out = []
+    for start in range(0, len(scaled), batch_size):
+        part = clipped[start : start + batch_size]
+        residual = family.translate(part, batch_size) - upsample(part, family.scale)
+        out.append(upsample(scaled[start : start + batch_size], family.scale) + residual)
+    return torch.cat(out)
 
 
 def upsampled_axes(package: ModelPackage, image_dims: int, axis: int | None = None) -> list[int]:
