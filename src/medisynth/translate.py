@@ -55,6 +55,11 @@ def _family(package: ModelPackage) -> ImageToImageFamily:
             f"{package.path} is a {package.config.model.family} model; translate needs an "
             "image-to-image model (pix2pix or cyclegan)"
         )
+    if package.config.model.family == "srgan":
+        raise ConfigError(
+            f"{package.path} is a super-resolution model; "
+            "use `medisynth enhance MODEL INPUT -o OUTPUT`"
+        )
     if package.data.source_intensity_map is None:
         raise ConfigError(f"{package.path}: the package has no source intensity map")
     return package.family

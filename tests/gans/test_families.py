@@ -28,6 +28,8 @@ TRANSLATION_SETTINGS = {
     "pix2pix": {"g_channels": 4, "g_depth": 2, "d_channels": 4, "d_layers": 2},
     "cyclegan": {"g_channels": 4, "n_blocks": 1, "d_channels": 4, "d_layers": 2},
 }
+#: super-resolution families: their own settings, batches of high-resolution {"image"}
+SR_SETTINGS = {"srgan": {"g_channels": 4, "n_blocks": 1, "d_channels": 4, "d_layers": 2}}
 
 
 def test_unknown_family_lists_the_known_ones() -> None:
@@ -39,7 +41,9 @@ def test_unknown_family_lists_the_known_ones() -> None:
 def test_every_family_honours_the_contract(name: str) -> None:
     family_class = get_family(name)
     assert issubclass(family_class, GANFamily)
-    settings = TRANSLATION_SETTINGS.get(name, {"g_channels": 4, "d_channels": 4, "latent_dim": 8})
+    settings = {**TRANSLATION_SETTINGS, **SR_SETTINGS}.get(
+        name, {"g_channels": 4, "d_channels": 4, "latent_dim": 8}
+    )
     config = family_class.config_class.model_validate({"family": name, **settings})
     torch.manual_seed(0)
     family = family_class.build(config, tiny_data())

@@ -26,6 +26,7 @@ FAMILIES: dict[str, str] = {
     "multiscale": "medisynth.gans.multiscale:MultiScaleGAN",
     "pix2pix": "medisynth.gans.pix2pix:Pix2Pix",
     "cyclegan": "medisynth.gans.cyclegan:CycleGAN",
+    "srgan": "medisynth.gans.srgan:SRGAN",
 }
 
 
