@@ -144,14 +144,10 @@ def transform_masks(
 
 def read_label_maps(path: str | os.PathLike[str]) -> tuple[list[np.ndarray], list[str]]:
     """Label maps (each ``(*S)`` int64) and their names from a mask file or folder."""
-    from medisynth.training.masks import read_files
+    from medisynth.training.masks import mask_plane, read_files
 
     images = read_files(Path(path))
-    maps = []
-    for image in images:
-        if image.channels != 1:
-            raise ConfigError(f"{image.path}: a mask needs one channel, got {image.channels}")
-        maps.append(as_labels(image.array[0], str(image.path)))
+    maps = [as_labels(mask_plane(image), str(image.path)) for image in images]
     return maps, [Path(str(image.path)).name for image in images]
 
 

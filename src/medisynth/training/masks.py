@@ -25,6 +25,7 @@ source map: the model package knows it takes label maps (:mod:`medisynth.mask2im
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,19 @@ def read_files(path: Path, modality: str | None = None) -> list[Image]:
             raise ConfigError(f"{path}: no image files")
         return [read_image(p, modality=modality) for p in files]
     return [read_image(path, modality=modality)]
+
+
+def mask_plane(mask: Image) -> np.ndarray:
+    """The one channel of a mask image (a grey mask saved as RGB, e.g. a palette GIF, has three
+    equal channels); a ConfigError for a colour image."""
+    array = mask.array
+    if array.shape[0] > 1 and all(np.array_equal(array[0], a) for a in array[1:]):
+        array = array[:1]
+    if array.shape[0] != 1:
+        raise ConfigError(
+            f"mask {mask.path} has {array.shape[0]} different channels; a label map has one"
+        )
+    return array[0]
 
 
 class ImageMaskPairs(Dataset[dict[str, torch.Tensor]]):
@@ -109,7 +123,7 @@ def load_image_mask_data(config: DataConfig) -> tuple[ImageMaskPairs, DataInfo]:
     if not config.mask_path:
         raise ConfigError("data.mask_path is required for data.format='image_mask'")
     images = read_files(config.resolved_path(), config.modality)
-    mask_path = Path(config.mask_path).expanduser()
+    mask_path = Path(os.path.expandvars(os.path.expanduser(config.mask_path)))
     masks = read_files(mask_path)
     if len(images) != len(masks):
         raise ConfigError(
@@ -117,14 +131,14 @@ def load_image_mask_data(config: DataConfig) -> tuple[ImageMaskPairs, DataInfo]:
             f"{config.path}, {len(masks)} masks at {mask_path}"
         )
     for image, mask in zip(images, masks, strict=True):
-        if image.spatial_shape != mask.spatial_shape or mask.channels != 1:
+        if image.spatial_shape != mask.spatial_shape:
             raise ConfigError(
-                f"mask {mask.path} {mask.spatial_shape} x{mask.channels} does not fit image "
-                f"{image.path} {image.spatial_shape}: one channel on the image's grid needed"
+                f"mask {mask.path} {mask.spatial_shape} does not fit image {image.path} "
+                f"{image.spatial_shape}: label maps must be on the images' grid"
             )
     if len({img.array.shape for img in images}) > 1 and not config.image_size:
         raise ConfigError("the images differ in size; set data.image_size")
-    labels = [as_labels(m.array[0], str(m.path)) for m in masks]
+    labels = [as_labels(mask_plane(m), str(m.path)) for m in masks]
     num_labels = max(2, max(int(lab.max()) for lab in labels) + 1)
     first = images[0]
     target_map = fit_intensity_map(
