@@ -90,6 +90,7 @@ def test_generate_masks_writes_pairs_that_validate_reads(
     record = json.loads((out / "generation.json").read_text())
     assert record["mask_labels"] == 3 and record["augment"]["flips_quarter_turns"] is True
     assert main([*args, "-o", str(out)]) == 2  # never over a previous set without --overwrite
+    assert main([*args, "--class-balance", "1", "-o", str(tmp_path / "x")]) == 2
     # PNG pairs: images/ and masks/ folders, read as --synthetic ... --synthetic-masks ...
     png = tmp_path / "png"
     assert main(["generate", str(model), "--masks", str(masks), "-o", str(png)]) == 0

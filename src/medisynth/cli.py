@@ -120,7 +120,11 @@ def generate(
     from medisynth.generate import generate as run_generate
 
     if masks is not None:  # mask -> image models (medisynth.mask2image)
+        from medisynth.errors import ConfigError
         from medisynth.mask2image import generate_pairs
+
+        if class_balance is not None or size is not None:
+            raise ConfigError("--masks makes one image per mask; drop --class-balance/--size")
 
         pairs = generate_pairs(
             model, masks, out, n, fmt, seed=seed, augment=augment_masks, overwrite=overwrite

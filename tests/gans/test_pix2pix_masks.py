@@ -66,6 +66,20 @@ def test_noise_gives_different_images_of_one_mask_and_a_seed_repeats_them() -> N
     assert torch.equal(first, again)
     assert not torch.allclose(first, other, atol=1e-3)
     assert not torch.allclose(first[0], first[1], atol=1e-3)  # fresh noise per image
+    # smooth noise (noise_cell): the noise map is interpolated from 4-pixel cells
+    smooth = Pix2Pix.build(Pix2PixConfig(**TINY, noise_channels=1, noise_cell=4), data)
+    maps = smooth.with_noise(mask, torch.Generator().manual_seed(0))[:, -1]
+    speckle = gan.with_noise(mask, torch.Generator().manual_seed(0))[:, -1]
+    assert maps.shape == speckle.shape == (2, 16, 16)
+
+    def roughness(noise: torch.Tensor) -> float:  # neighbour differences relative to spread
+        return float((noise[:, :, 1:] - noise[:, :, :-1]).abs().mean() / noise.std())
+
+    assert roughness(maps) < 0.5 * roughness(speckle)
+    assert not torch.allclose(
+        smooth.translate(mask, generator=torch.Generator().manual_seed(1)),
+        smooth.translate(mask, generator=torch.Generator().manual_seed(2)),
+    )
     # without noise channels the translation is deterministic
     plain = Pix2Pix.build(Pix2PixConfig(**TINY), data)
     assert torch.equal(plain.translate(mask[:1]), plain.translate(mask[:1]))

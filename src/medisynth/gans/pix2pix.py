@@ -67,10 +67,18 @@ class ImageToImageFamily(GANFamily):
         from ``generator`` when given, so a seed gives the same images on any device)."""
         if not self.noise_channels:
             return source
-        shape = (source.shape[0], self.noise_channels, *source.shape[2:])
-        noise = torch.randn(shape, generator=generator) if generator is not None else None
-        if noise is None:
+        cell = int(getattr(self.config, "noise_cell", 1))
+        spatial = tuple(source.shape[2:])
+        coarse = tuple(-(-side // cell) for side in spatial)  # ceil: cells cover the image
+        shape = (source.shape[0], self.noise_channels, *coarse)
+        if generator is not None:
+            noise = torch.randn(shape, generator=generator).to(source.device)
+        else:
             noise = torch.randn(shape, device=source.device)
+        if coarse != spatial:  # smooth noise: cells bilinearly (trilinearly) interpolated
+            mode = "bilinear" if len(spatial) == 2 else "trilinear"
+            noise = torch.nn.functional.interpolate(noise, size=spatial, mode=mode)
+            noise = noise / noise.std().clamp_min(1e-6)  # interpolation shrinks the spread
         return torch.cat([source, noise.to(source)], 1)
 
     def _remember_grid(self, batch: dict[str, torch.Tensor]) -> None:
@@ -175,6 +183,9 @@ class Pix2PixConfig(FamilyConfig):
         dropout: decoder dropout during training (off at inference: it varies little).
         noise_channels: standard-normal noise maps appended to the source, at training and
             at inference, so one source (e.g. a mask) gives several images (0: deterministic).
+        noise_cell: side in pixels of the cells of the noise maps: the noise is drawn on a grid
+            this much coarser and interpolated, so it varies the image smoothly (illumination,
+            tone) rather than as pixel speckle; 1 = one noise value per pixel.
         diversity_weight: weight of the mode-seeking loss (Mao et al. 2019): two noise draws
             per source, the generator is rewarded for making their images differ, so the noise
             is not ignored; needs ``noise_channels`` (0 = off; 1 is the paper's setting).
@@ -193,6 +204,7 @@ class Pix2PixConfig(FamilyConfig):
     g_depth: int = Field(default=5, ge=2, le=8)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     noise_channels: int = Field(default=0, ge=0)
+    noise_cell: int = Field(default=1, ge=1)
     diversity_weight: float = Field(default=0.0, ge=0)
     d_channels: int = Field(default=64, ge=1)
     d_layers: int = Field(default=3, ge=1, le=5)
