@@ -117,6 +117,9 @@ def test_noise_and_sizes(mask_model: tuple[Path, Path], tmp_path: Path) -> None:
     out = tmp_path / "image.png"
     assert main(["translate", str(model), str(masks / "0.png"), "-o", str(out)]) == 0
     assert np.asarray(Image.open(out)).shape == (32, 32)
+    gif = tmp_path / "mask.gif"  # a palette GIF reads as three equal channels
+    Image.fromarray(np.asarray(Image.open(masks / "0.png"))).save(gif)
+    assert main(["translate", str(model), str(gif), "-o", str(tmp_path / "from_gif.png")]) == 0
     with pytest.raises(ConfigError, match="knows labels 0..2"):
         synthesise(package, np.full((1, 32, 32), 3))
 
