@@ -21,8 +21,11 @@ images, and the green channel's mean/std inside the FOV, real vs synthetic.
 
     OMP_NUM_THREADS=1 python benchmarks/drive_mask2image.py [--data DIR] [--work DIR]
         [--minutes 10] [--n-synthetic 40] [--seeds 0] [--epochs 12] [--model DIR]
+        [--conditions real synthetic real+synthetic]
 
-``--model`` skips training and uses an existing package. The data folder is
+``--model`` skips training and uses an existing package; ``--conditions`` runs some of the
+training conditions (the patches are the same whichever run, so conditions can be split over
+processes). The data folder is
 ``$MEDISYNTH_DATA/drive`` or ``../shared/data/drive`` beside the repository.
 """
 
@@ -95,6 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patch", type=int, default=128)
     parser.add_argument("--patches-per-image", type=int, default=40)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument(
+        "--conditions",
+        nargs="+",
+        default=["real", "synthetic", "real+synthetic"],
+        choices=["real", "synthetic", "real+synthetic"],
+        help="training conditions to run (e.g. one per process on a shared machine)",
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -219,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         n_synthetic=len(syn_x), epochs=args.epochs, seeds=args.seeds, n_patches=n_patches,
         threads=torch.get_num_threads(), conditions={},
     )  # fmt: skip
-    for condition, (x, m) in sets.items():
+    for condition in args.conditions:
+        x, m = sets[condition]
         tick = time.perf_counter()
         scores = []
         for seed in args.seeds:
