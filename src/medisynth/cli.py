@@ -106,9 +106,31 @@ def generate(
         "--size",
         help="Multiscale models: volume size, any size, e.g. 512 or 512x512x256 (NIfTI, tiled).",
     ),
+    masks: Path | None = typer.Option(
+        None,
+        "--masks",
+        help="Mask -> image models: a folder (or file) of label maps; writes image + mask "
+        "pairs (-n: how many, default one per mask; --format npz or png).",
+    ),
+    augment_masks: bool = typer.Option(
+        False, "--augment-masks", help="With --masks: new layouts (flips, turns, elastic)."
+    ),
 ) -> None:
     """Generate a labelled synthetic dataset in the source's units."""
     from medisynth.generate import generate as run_generate
+
+    if masks is not None:  # mask -> image models (medisynth.mask2image)
+        from medisynth.errors import ConfigError
+        from medisynth.mask2image import generate_pairs
+
+        if class_balance is not None or size is not None:
+            raise ConfigError("--masks makes one image per mask; drop --class-balance/--size")
+
+        pairs = generate_pairs(
+            model, masks, out, n, fmt, seed=seed, augment=augment_masks, overwrite=overwrite
+        )
+        typer.echo(f"wrote {pairs.count} image + mask pairs ({pairs.format}) to {pairs.out_dir}")
+        return
 
     grid = None
     if size is not None:  # multiscale models (medisynth.multiscale_inference)

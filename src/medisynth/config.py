@@ -62,7 +62,10 @@ class DataConfig(StrictModel):
             (co-registered source/target images for image-to-image translation: ``path`` and
             ``target_path`` are two volumes, two images, or two folders whose files pair up by
             sorted name; volumes give paired slices along ``axis``) or ``"unpaired"`` (the same
-            inputs, but each batch draws sources and targets independently, e.g. CycleGAN).
+            inputs, but each batch draws sources and targets independently, e.g. CycleGAN) or
+            ``"image_mask"`` (mask -> image synthesis: ``path`` holds the images and
+            ``mask_path`` their label maps, pairing by sorted name; see
+            :mod:`medisynth.training.masks`).
         path: the data file; ``~`` and environment variables are expanded.
         target_path: for ``paired``/``unpaired``: the target-domain file or folder.
         split: which split of the file to train on.
@@ -75,11 +78,15 @@ class DataConfig(StrictModel):
         modality: the modality, when the files do not say (``"CT"``, ``"MR"``, ...).
         volumes: for ``paired``/``unpaired`` volumes: ``"slices"`` (2D slices along ``axis``)
             or ``"whole"`` (whole volumes, for a 3D model).
+        mask_path: for ``image_mask``: the label maps (a folder or file, integer labels
+            0..K-1 or 0/255 binary masks), one per image, same grid.
+        patch_size: for ``image_mask``: train on random patches of this side (a fresh crop
+            per item, at the stored resolution) instead of whole images.
     """
 
-    format: Literal["medmnist", "folder", "slices", "mni152_views", "paired", "unpaired"] = (
-        "medmnist"
-    )
+    format: Literal[
+        "medmnist", "folder", "slices", "mni152_views", "paired", "unpaired", "image_mask"
+    ] = "medmnist"
     path: str | None = None
     target_path: str | None = None
     split: str = "train"
@@ -90,6 +97,8 @@ class DataConfig(StrictModel):
     min_foreground: float = Field(default=0.1, ge=0.0, le=1.0)
     modality: str | None = None
     volumes: Literal["slices", "whole"] = "slices"
+    mask_path: str | None = None
+    patch_size: int | None = Field(default=None, ge=8, le=1024)
 
     def resolved_path(self) -> Path:
         """``path`` with ``~`` and ``$VARS`` expanded; a ConfigError when it is missing."""

@@ -108,6 +108,15 @@ def translate_array(
     family = _family(package)
     data = package.data
     array = np.asarray(array, dtype=np.float32)
+    if data.mask_labels:  # a mask -> image model: a label map in, at its own size
+        from medisynth.data.masks import as_labels
+        from medisynth.mask2image import synthesise
+
+        if array.ndim != 1 + data.spatial_dims:
+            raise ConfigError(f"the model takes {data.spatial_dims}D label maps, got {array.shape}")
+        if any(not np.array_equal(array[0], plane) for plane in array[1:]):
+            raise ConfigError(f"a label map has one channel, got {array.shape[0]} different ones")
+        return synthesise(package, as_labels(array[0])[None], batch_size=batch_size)[0]
     channels = data.source_channels or data.channels
     if array.ndim not in (3, 4) or array.shape[0] != channels:
         raise ConfigError(

@@ -44,3 +44,41 @@ def test_breastmnist_diversity_on_a_small_model(tmp_path: Path, tiny_run) -> Non
     figures = json.loads((tmp_path / "d" / "diversity.json").read_text())
     assert figures["real_median_nn_l2"] > 0 and figures["n_synthetic"] == 48
     assert (tmp_path / "d" / "grid_synthetic_disc.png").is_file()
+
+
+def test_drive_mask2image_on_a_tiny_drive_like_folder(tmp_path: Path) -> None:
+    """The DRIVE mask -> image benchmark end to end on 48-pixel stand-ins of the DRIVE layout."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:48, :48]
+    fov = (np.hypot(yy - 24, xx - 24) < 22).astype(np.uint8) * 255
+    for split, tag, cases in (("training", "training", (21, 22)), ("testing", "test", (1, 2))):
+        for sub in ("images", "mask", "1st_manual"):
+            (tmp_path / "drive" / split / sub).mkdir(parents=True)
+        for case in cases:
+            vessel = np.zeros((48, 48), np.uint8)
+            vessel[:, rng.integers(8, 40)] = 255
+            vessel[rng.integers(8, 40), :] = 255
+            vessel &= fov
+            green = np.where(vessel > 0, 60, 150) * (fov > 0) + rng.normal(0, 5, (48, 48))
+            rgb = np.stack([green + 40, green, green / 2], -1).clip(0, 255).astype(np.uint8)
+            folder = tmp_path / "drive" / split
+            Image.fromarray(rgb).save(folder / "images" / f"{case:02d}_{tag}.tif")
+            Image.fromarray(fov).save(folder / "mask" / f"{case:02d}_{tag}_mask.gif")
+            Image.fromarray(vessel).save(folder / "1st_manual" / f"{case:02d}_manual1.gif")
+    bench = load("drive_mask2image")
+    tiny = ["model.g_channels=4", "model.g_depth=2", "model.d_channels=4", "model.d_layers=2"]
+    tiny += ["data.patch_size=16", "train.batch_size=2", "model.noise_cell=4"]
+    args = ["--data", str(tmp_path / "drive"), "--work", str(tmp_path / "work"), "--steps", "2"]
+    args += ["--n-synthetic", "3", "--epochs", "1", "--patch", "32", "--patches-per-image", "2"]
+    args += [item for setting in tiny for item in ("--set", setting)]
+    assert bench.main([*args, "--json", str(tmp_path / "result.json")]) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["gan"]["steps"] == 2 and result["n_synthetic"] == 3
+    assert set(result["conditions"]) == {"real", "synthetic", "real+synthetic"}
+    assert all(0 <= c["dice_fov"]["mean"] <= 1 for c in result["conditions"].values())
+    labels = sorted((tmp_path / "work" / "labels").glob("*.png"))
+    assert [p.name for p in labels] == ["21_labels.png", "22_labels.png"]
+    assert set(np.unique(np.asarray(Image.open(labels[0]))).tolist()) == {0, 1, 2}

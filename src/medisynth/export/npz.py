@@ -27,8 +27,10 @@ def write_medmnist_npz(
     labels: np.ndarray,
     split: str = "train",
     dtype: str = "uint8",
+    masks: np.ndarray | None = None,
 ) -> None:
-    """Write ``(N, C, *spatial)`` images and ``(N,)`` labels as one split of a MedMNIST file."""
+    """Write ``(N, C, *spatial)`` images and ``(N,)`` labels as one split of a MedMNIST file
+    (and ``(N, *spatial)`` segmentation masks as ``{split}_masks`` when given)."""
     images = np.asarray(images)
     labels = np.asarray(labels)
     if len(images) != len(labels):
@@ -48,5 +50,10 @@ def write_medmnist_npz(
         f"{split}_images": stored.astype(dtype),
         f"{split}_labels": labels.astype(label_dtype).reshape(-1, 1),
     }
+    if masks is not None:
+        masks = np.asarray(masks)
+        if masks.shape != (len(images), *images.shape[2:]):
+            raise ConfigError(f"masks {masks.shape} do not fit images {images.shape}")
+        arrays[f"{split}_masks"] = masks
     np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
     atomic_write_bytes(path, buffer.getvalue())

@@ -54,6 +54,8 @@ class DataInfo:
     #: and ``channels`` then describe the output, i.e. target, domain)
     source_intensity_map: IntensityMap | None = None
     source_channels: int | None = None
+    #: mask -> image models: the number of labels (the source is their one-hot encoding)
+    mask_labels: int | None = None
 
     @property
     def num_classes(self) -> int:

@@ -55,6 +55,32 @@ class ImageToImageFamily(GANFamily):
     def source_channels(self) -> int:
         return self.data.source_channels or self.data.channels
 
+    @property
+    def noise_channels(self) -> int:
+        """Gaussian noise maps appended to the source (0: a deterministic translation)."""
+        return int(getattr(self.config, "noise_channels", 0))
+
+    def with_noise(
+        self, source: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """``source`` with ``noise_channels`` standard-normal maps appended (drawn on the CPU
+        from ``generator`` when given, so a seed gives the same images on any device)."""
+        if not self.noise_channels:
+            return source
+        cell = int(getattr(self.config, "noise_cell", 1))
+        spatial = tuple(source.shape[2:])
+        coarse = tuple(-(-side // cell) for side in spatial)  # ceil: cells cover the image
+        shape = (source.shape[0], self.noise_channels, *coarse)
+        if generator is not None:
+            noise = torch.randn(shape, generator=generator).to(source.device)
+        else:
+            noise = torch.randn(shape, device=source.device)
+        if coarse != spatial:  # smooth noise: cells bilinearly (trilinearly) interpolated
+            mode = "bilinear" if len(spatial) == 2 else "trilinear"
+            noise = torch.nn.functional.interpolate(noise, size=spatial, mode=mode)
+            noise = noise / noise.std().clamp_min(1e-6)  # interpolation shrinks the spread
+        return torch.cat([source, noise.to(source)], 1)
+
     def _remember_grid(self, batch: dict[str, torch.Tensor]) -> None:
         if not self.grid_pairs:
             self.grid_pairs = {
@@ -73,9 +99,15 @@ class ImageToImageFamily(GANFamily):
         }
 
     @torch.no_grad()
-    def translate(self, images: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
+    def translate(
+        self,
+        images: torch.Tensor,
+        batch_size: int = 16,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Map source-domain images in [-1, 1] ``(N, C, *spatial)`` to the target domain (CPU,
-        float32), with the averaged generator when the engine kept one."""
+        float32), with the averaged generator when the engine kept one. A model with
+        ``noise_channels`` draws fresh noise per image (from ``generator`` when given)."""
         expected = 2 + self.data.spatial_dims
         if images.ndim != expected or images.shape[1] != self.source_channels:
             raise ConfigError(
@@ -88,7 +120,8 @@ class ImageToImageFamily(GANFamily):
         out = []
         try:
             for start in range(0, len(images), batch_size):
-                part = images[start : start + batch_size].to(self.context.device).float()
+                part = images[start : start + batch_size].float()
+                part = self.with_noise(part, generator).to(self.context.device)
                 with self.context.autocast():
                     out.append(net(part).float().cpu())
         finally:
@@ -108,7 +141,7 @@ class ImageToImageFamily(GANFamily):
                 f"a {self.config.family} model translates images and cannot sample from noise; "
                 "use `medisynth translate MODEL INPUT -o OUTPUT`"
             )
-        return self.translate(self.grid_pairs["source"][:n])
+        return self.translate(self.grid_pairs["source"][:n], generator=generator)
 
     def sample_grid(self) -> tuple[torch.Tensor, int]:
         """Rows: sources (when shaped like targets), translations, targets."""
@@ -116,7 +149,7 @@ class ImageToImageFamily(GANFamily):
             size = (1, self.data.channels, *self.data.spatial_shape)
             return torch.zeros(size), 1
         source, target = self.grid_pairs["source"], self.grid_pairs["target"]
-        rows = [self.translate(source), target]
+        rows = [self.translate(source, generator=torch.Generator().manual_seed(0)), target]
         if source.shape[1] == target.shape[1]:
             rows.insert(0, source)
         return torch.cat(rows), len(source)
@@ -147,7 +180,15 @@ class Pix2PixConfig(FamilyConfig):
     Attributes:
         g_channels: U-Net width (first level).
         g_depth: U-Net stride-2 levels; image sides must be divisible by ``2 ** g_depth``.
-        dropout: decoder dropout (pix2pix's noise; 0 gives a deterministic translation).
+        dropout: decoder dropout during training (off at inference: it varies little).
+        noise_channels: standard-normal noise maps appended to the source, at training and
+            at inference, so one source (e.g. a mask) gives several images (0: deterministic).
+        noise_cell: side in pixels of the cells of the noise maps: the noise is drawn on a grid
+            this much coarser and interpolated, so it varies the image smoothly (illumination,
+            tone) rather than as pixel speckle; 1 = one noise value per pixel.
+        diversity_weight: weight of the mode-seeking loss (Mao et al. 2019): two noise draws
+            per source, the generator is rewarded for making their images differ, so the noise
+            is not ignored; needs ``noise_channels`` (0 = off; 1 is the paper's setting).
         d_channels: PatchGAN width.
         d_layers: PatchGAN stride-2 layers (3: 70-pixel patches); sides >= ``3 * 2**d_layers``.
         norm: ``"instance"`` or ``"batch"`` normalisation in G and D.
@@ -162,6 +203,9 @@ class Pix2PixConfig(FamilyConfig):
     g_channels: int = Field(default=64, ge=1)
     g_depth: int = Field(default=5, ge=2, le=8)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    noise_channels: int = Field(default=0, ge=0)
+    noise_cell: int = Field(default=1, ge=1)
+    diversity_weight: float = Field(default=0.0, ge=0)
     d_channels: int = Field(default=64, ge=1)
     d_layers: int = Field(default=3, ge=1, le=5)
     norm: Literal["instance", "batch"] = "instance"
@@ -182,8 +226,10 @@ class Pix2Pix(ImageToImageFamily):
     def setup(self, training: bool) -> None:
         cfg, data = self.config, self.data
         check_divisible(data.spatial_shape, 2**cfg.g_depth, f"a U-Net of depth {cfg.g_depth}")
+        if cfg.diversity_weight > 0 and not cfg.noise_channels:
+            raise ConfigError("model.diversity_weight needs model.noise_channels > 0 (noise)")
         generator = UNet(
-            self.source_channels,
+            self.source_channels + cfg.noise_channels,
             data.channels,
             cfg.g_channels,
             cfg.g_depth,
@@ -214,8 +260,9 @@ class Pix2Pix(ImageToImageFamily):
         cfg, ctx = self.config, self.context
         generator, discriminator = self.nets["generator"], self.nets["discriminator"]
         source, target = self._pair(batch)
+        inputs = self.with_noise(source)
         with ctx.autocast():
-            fake = generator(source)
+            fake = generator(inputs)
 
         # discriminator: real pairs vs translated pairs
         n = source.shape[0]
@@ -246,6 +293,14 @@ class Pix2Pix(ImageToImageFamily):
                         for f, r in zip(fake_features, real_features, strict=True)
                     ) / len(fake_features)
                     total = total + cfg.perceptual_weight * perceptual
+                diversity = None
+                if cfg.diversity_weight > 0:  # mode seeking: |G(s, z1) - G(s, z2)| / |z1 - z2|
+                    k = cfg.noise_channels
+                    inputs2 = self.with_noise(source)
+                    other = generator(inputs2)
+                    z_gap = (inputs2[:, -k:] - inputs[:, -k:]).abs().mean()
+                    diversity = (other.float() - fake.float()).abs().mean() / z_gap
+                    total = total + cfg.diversity_weight / (diversity + 1e-5)
             ctx.backward(total)
             ctx.step(self.optimizers["generator"])
         losses = {
@@ -255,4 +310,6 @@ class Pix2Pix(ImageToImageFamily):
         }
         if isinstance(perceptual, torch.Tensor):
             losses["perceptual"] = float(perceptual.detach())
+        if isinstance(diversity, torch.Tensor):
+            losses["diversity"] = float(diversity.detach())
         return losses

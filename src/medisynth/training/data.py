@@ -100,6 +100,10 @@ def load_training_data(config: DataConfig) -> tuple[LabeledImageDataset, DataInf
         from medisynth.training.pairs import load_pair_data
 
         return load_pair_data(config)  # type: ignore[return-value]
+    if config.format == "image_mask":  # mask -> image: {"source": one-hot mask, "target"}
+        from medisynth.training.masks import load_image_mask_data
+
+        return load_image_mask_data(config)  # type: ignore[return-value]
     spacing: tuple[float, ...] | None
     if config.format == "mni152_views":
         from medisynth.demo import mni152_views
