@@ -254,6 +254,7 @@ def seam_table(  # type: ignore[no-untyped-def]
                 (size,) * family.data.spatial_dims,
                 noise=torch.Generator().manual_seed(seed),
                 start=None if starts is None else starts[seed],
+                label=seed % g.num_classes if g.num_classes and starts is None else None,
                 settings=settings,
             )
             volume = np.clip(out[0], -1, 1)

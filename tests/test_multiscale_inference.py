@@ -198,9 +198,12 @@ def test_generate_volume_streams_through_memmaps_beside_the_target(
     made: list[tuple[type, Path]] = []
     original = Scratch.zeros
 
-    def spy(self: Scratch, shape: tuple[int, ...]) -> np.ndarray:
-        array = original(self, shape)
+    orders: list[bool] = []
+
+    def spy(self: Scratch, shape: tuple[int, ...], order: str = "C") -> np.ndarray:
+        array = original(self, shape, order)  # type: ignore[arg-type]
         made.append((type(array), self.files[id(array)]))
+        orders.append(bool(array.flags.f_contiguous and not array.flags.c_contiguous))
         return array
 
     monkeypatch.setattr(Scratch, "zeros", spy)
@@ -209,6 +212,7 @@ def test_generate_volume_streams_through_memmaps_beside_the_target(
     result = generate_volume(family, (40, 24, 56), target, seed=5, tile=16, batch=4)
     assert result.shape == (40, 24, 56)
     assert made and all(kind is np.memmap and path.parent == target.parent for kind, path in made)
+    assert orders[0]  # the output is Fortran-ordered, as NIfTI is written: slabs are contiguous
     assert sorted(p.name for p in target.parent.iterdir()) == ["vol.nii.gz"]  # temp files gone
     image = nib.load(target)
     assert image.shape == (40, 24, 56)

@@ -343,14 +343,16 @@ class Scratch:
         self.prefix = prefix
         self.files: dict[int, Path] = {}
 
-    def zeros(self, shape: Sequence[int]) -> np.ndarray:
+    def zeros(self, shape: Sequence[int], order: Literal["C", "F"] = "C") -> np.ndarray:
+        """A float32 array of zeros; ``order="F"`` suits arrays written out as NIfTI (whose
+        slabs along the last axis are then contiguous, so writing one touches only its pages)."""
         shape = tuple(int(s) for s in shape)
         if self.folder is None:
-            return np.zeros(shape, np.float32)
+            return np.zeros(shape, np.float32, order=order)
         self.folder.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f"{self.prefix}.", suffix=".f32", dir=self.folder)
         os.close(fd)
-        array = np.memmap(name, dtype=np.float32, mode="w+", shape=shape)
+        array = np.memmap(name, dtype=np.float32, mode="w+", shape=shape, order=order)
         self.files[id(array)] = Path(name)
         return array
 
@@ -794,7 +796,7 @@ def generate_volume(
         bounded_heap(),
         Scratch(out_path.parent, prefix=f".{out_path.name}") as scratch,
     ):
-        final = scratch.zeros((family.data.channels, *padded))
+        final = scratch.zeros((family.data.channels, *padded), order="F")
         synthesize(
             family.inference_generator(),
             padded,
@@ -905,7 +907,7 @@ def enhance_volume(
         bounded_heap(),
         Scratch(out_path.parent, prefix=f".{out_path.name}") as scratch,
     ):
-        final = scratch.zeros((family.data.channels, *size))
+        final = scratch.zeros((family.data.channels, *size), order="F")
         # the start volume stands for level (levels - k); only the top k refiners run
         synthesize(
             _TopLevels(generator, k),
