@@ -51,6 +51,43 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def rss_anon_bytes() -> int:
+    """This process's resident anonymous memory now (RssAnon: heap, tensors; no file pages)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class AnonPeak:
+    """Samples :func:`rss_anon_bytes` every ``interval`` s in a thread; ``peak`` is the largest.
+
+    ``VmHWM`` also counts the file pages of memmaps that the process touched; the anonymous
+    peak is the working memory proper (model, activations, buffers).
+    """
+
+    def __init__(self, interval: float = 0.01) -> None:
+        import threading
+
+        self.peak = rss_anon_bytes()
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, rss_anon_bytes())
+
+    def __enter__(self) -> AnonPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_anon_bytes())
+
+
 def build_family(precision: str = "auto"):  # type: ignore[no-untyped-def]
     from medisynth.gans.base import DataInfo
     from medisynth.gans.multiscale import MultiScaleConfig, MultiScaleGAN
@@ -100,9 +137,10 @@ def child(kind: str, size: int, folder: Path, precision: str, tile: int = 64) ->
 
         family = build_family()
         base_rss = peak_rss_bytes()
-        result = generate_volume(
-            family, size, folder / "ms.nii", tile=tile, overlap=8, batch=1, precision=precision
-        )
+        with AnonPeak() as anon:
+            result = generate_volume(
+                family, size, folder / "ms.nii", tile=tile, overlap=8, batch=1, precision=precision
+            )
         assert result.shape == (size,) * 3
     else:
         from medisynth.export.nifti import write_nifti
@@ -110,20 +148,23 @@ def child(kind: str, size: int, folder: Path, precision: str, tile: int = 64) ->
 
         autocast, channels_last = precision_context(precision)  # type: ignore[arg-type]
         net = WholeVolumeGenerator().eval()
-        noise = torch.randn(1, MODEL["latent_dim"], *(size // 16,) * 3)
+        from medisynth.nets.multiscale import noise_map
+
+        noise = noise_map(MODEL["latent_dim"], (size // 16,) * 3)
         if channels_last:
             net = net.to(memory_format=torch.channels_last_3d)
             noise = noise.contiguous(memory_format=torch.channels_last_3d)
         base_rss = peak_rss_bytes()
-        with torch.no_grad(), autocast():
+        with AnonPeak() as anon, torch.no_grad(), autocast():
             out = net(noise).float()
-        write_nifti(folder / "whole.nii", out[0].numpy())
+            write_nifti(folder / "whole.nii", out[0].numpy())
     seconds = time.perf_counter() - start
     return {
         "kind": kind,
         "size": size,
         "seconds": round(seconds, 2),
         "peak": peak_rss_bytes(),
+        "peak_anon": anon.peak,
         "start_rss": base_rss,
         "output_bytes": 4 * voxels,
     }
@@ -213,6 +254,7 @@ def seam_table(  # type: ignore[no-untyped-def]
                 (size,) * family.data.spatial_dims,
                 noise=torch.Generator().manual_seed(seed),
                 start=None if starts is None else starts[seed],
+                label=seed % g.num_classes if g.num_classes and starts is None else None,
                 settings=settings,
             )
             volume = np.clip(out[0], -1, 1)
@@ -325,7 +367,7 @@ def main() -> None:
         mib = 2**20
         print(
             f"\n{'generator':<12} {'size':>6} {'time s':>8} {'peak MiB':>9} {'output MiB':>10} "
-            f"{'peak-output MiB':>15}"
+            f"{'peak-output MiB':>15} {'anon peak MiB':>13}"
         )
         for r in rows:
             if "failed" in r:
@@ -334,7 +376,8 @@ def main() -> None:
             peak, output = int(r["peak"]), int(r["output_bytes"])
             print(
                 f"{r['kind']:<12} {r['size']:>5}³ {float(r['seconds']):>8.1f} {peak / mib:>9.0f} "
-                f"{output / mib:>10.0f} {(peak - output) / mib:>15.0f}"
+                f"{output / mib:>10.0f} {(peak - output) / mib:>15.0f} "
+                f"{int(r.get('peak_anon', 0)) / mib:>13.0f}"
             )
         ms = {int(r["size"]): r for r in rows if r["kind"] == "multiscale" and "failed" not in r}
         whole = {int(r["size"]): r for r in rows if r["kind"] == "whole" and "failed" not in r}
@@ -345,13 +388,18 @@ def main() -> None:
                 print(f"  {size}³: x{ratio:.2f}")
             else:
                 print(f"  {size}³: whole-volume generator failed")
-        working = {s: int(r["peak"]) - int(r["output_bytes"]) for s, r in ms.items() if s >= 128}
-        if len(working) > 1:
-            lo, hi = min(working.values()), max(working.values())
-            print(
-                f"multi-scale peak minus output, 128³..: {lo / mib:.0f}..{hi / mib:.0f} MiB "
-                f"(spread {100 * (hi - lo) / lo:.0f}% of the smallest)"
-            )
+        for what, key in [("peak minus output", "peak"), ("anonymous peak", "peak_anon")]:
+            working = {
+                s: int(r[key]) - (int(r["output_bytes"]) if key == "peak" else 0)
+                for s, r in ms.items()
+                if s >= 128
+            }
+            if len(working) > 1:
+                lo, hi = min(working.values()), max(working.values())
+                print(
+                    f"multi-scale {what}, 128³..: {lo / mib:.0f}..{hi / mib:.0f} MiB "
+                    f"(spread {100 * (hi - lo) / lo:.0f}% of the smallest)"
+                )
 
     if args.no_seam:
         return

@@ -21,6 +21,7 @@ from medisynth.multiscale_inference import (
     generate_volume,
     plan_axis,
     plan_tiles,
+    release_pages,
     run_tiled,
     synthesize,
     write_nifti_streamed,
@@ -197,9 +198,12 @@ def test_generate_volume_streams_through_memmaps_beside_the_target(
     made: list[tuple[type, Path]] = []
     original = Scratch.zeros
 
-    def spy(self: Scratch, shape: tuple[int, ...]) -> np.ndarray:
-        array = original(self, shape)
+    orders: list[bool] = []
+
+    def spy(self: Scratch, shape: tuple[int, ...], order: str = "C") -> np.ndarray:
+        array = original(self, shape, order)  # type: ignore[arg-type]
         made.append((type(array), self.files[id(array)]))
+        orders.append(bool(array.flags.f_contiguous and not array.flags.c_contiguous))
         return array
 
     monkeypatch.setattr(Scratch, "zeros", spy)
@@ -208,6 +212,7 @@ def test_generate_volume_streams_through_memmaps_beside_the_target(
     result = generate_volume(family, (40, 24, 56), target, seed=5, tile=16, batch=4)
     assert result.shape == (40, 24, 56)
     assert made and all(kind is np.memmap and path.parent == target.parent for kind, path in made)
+    assert orders[0]  # the output is Fortran-ordered, as NIfTI is written: slabs are contiguous
     assert sorted(p.name for p in target.parent.iterdir()) == ["vol.nii.gz"]  # temp files gone
     image = nib.load(target)
     assert image.shape == (40, 24, 56)
@@ -217,6 +222,31 @@ def test_generate_volume_streams_through_memmaps_beside_the_target(
     again = tmp_path / "again.nii"
     generate_volume(family, (40, 24, 56), again, seed=5, tile=64)  # other tiling, same volume
     np.testing.assert_allclose(np.asarray(nib.load(again).dataobj), values, atol=1e-4)
+
+
+def _rss_file_mib() -> float:
+    """Resident file-backed pages (on disk or tmpfs) of this process, MiB."""
+    fields = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value
+    if "RssFile" not in fields:
+        pytest.skip("no RssFile in /proc/self/status (not Linux)")
+    return sum(int(fields.get(k, "0 kB").split()[0]) for k in ("RssFile", "RssShmem")) / 1024
+
+
+def test_release_pages_drops_touched_memmap_pages_but_keeps_the_data(tmp_path: Path) -> None:
+    with Scratch(tmp_path) as scratch:
+        array = scratch.zeros((4, 128, 64, 64))  # 16 MiB
+        before = _rss_file_mib()
+        array[:] = 1.5
+        array[2, 3] += 1.0
+        touched = _rss_file_mib()
+        assert touched - before > 4  # pages written are resident (the kernel may evict some)
+        assert release_pages(array[1:])  # a view finds its memmap
+        assert touched - _rss_file_mib() > 0.9 * (touched - before)
+        assert float(array[2, 3, 5, 7]) == 2.5 and float(array.sum()) == 1.5 * array.size + 4096
+    assert not release_pages(np.zeros(4))
 
 
 def test_generate_volume_2d_in_source_units(tmp_path: Path) -> None:

@@ -45,7 +45,13 @@ import torch
 
 from medisynth.errors import ConfigError
 from medisynth.files import atomic_path
-from medisynth.nets.multiscale import NOISE_FACTOR, MultiScaleGenerator, PatchRefiner, upsample2
+from medisynth.nets.multiscale import (
+    NOISE_FACTOR,
+    MultiScaleGenerator,
+    PatchRefiner,
+    noise_map,
+    upsample2,
+)
 from medisynth.precision import Precision, precision_context
 
 if TYPE_CHECKING:
@@ -251,6 +257,8 @@ def run_tiled(
                     slice(s, e) for s, e in zip(t.start, t.stop, strict=True)
                 )
                 out[region] += kept * t.weight()
+            for array in (out, *(a for a, _ in inputs)):
+                release_pages(array)
             if bar is not None:
                 bar.update(len(chunk))
     if bar is not None:
@@ -258,7 +266,72 @@ def run_tiled(
     return len(plan)
 
 
+# ----------------------------------------------------------------------------- memory
+#: allocations at least this large get their own mapping (see :func:`bounded_heap`)
+MMAP_THRESHOLD = 1 << 20
+
+
+@contextlib.contextmanager
+def bounded_heap(threshold: int = MMAP_THRESHOLD) -> Iterator[bool]:
+    """Keep freed tensor buffers from piling up in the C heap while tiles run (glibc only).
+
+    glibc raises its mmap threshold each time a large block is freed, after which blocks of
+    tens of MiB come from the heap, which fragments as tiles of different shapes come and go:
+    the resident set then drifts by +-50 MiB from run to run and with the number of tiles.
+    This fixes the threshold (``mallopt(M_MMAP_THRESHOLD)``, for the rest of the process: it
+    cannot be handed back to glibc's adaptive rule) so blocks of ``threshold`` bytes or more are
+    mapped and unmapped on their own, and trims the heap on exit. Yields whether it applied
+    (``False`` off glibc).
+
+    >>> with bounded_heap() as applied:
+    ...     pass
+    """
+    libc = _glibc()
+    applied = bool(libc is not None and libc.mallopt(-3, int(threshold)))  # M_MMAP_THRESHOLD
+    try:
+        yield applied
+    finally:
+        if libc is not None:
+            libc.malloc_trim(0)
+
+
+def _glibc() -> Any:
+    import ctypes
+    import ctypes.util
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
 # ----------------------------------------------------------------------------- scratch arrays
+def release_pages(array: np.ndarray) -> bool:
+    """Unmap the resident pages of a file-backed ``numpy.memmap`` from this process (Linux).
+
+    The data stays in the file (the mapping is shared: dirty pages go to the page cache and
+    are written back by the kernel; the next access faults them in again), so the process's
+    resident set holds the pages of the current tile only, not every page it ever touched.
+    A no-op (``False``) for arrays in RAM, or where ``madvise`` is missing.
+
+    >>> release_pages(np.zeros(3))
+    False
+    """
+    import mmap
+
+    base: Any = array
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "_mmap", None) or getattr(base, "base", None)
+    advice = getattr(mmap, "MADV_DONTNEED", None)
+    if base is None or advice is None or base.closed:
+        return False
+    base.madvise(advice)
+    return True
+
+
 class Scratch:
     """Float32 arrays in RAM (``folder=None``) or as memmaps in temp files inside ``folder``.
 
@@ -270,14 +343,16 @@ class Scratch:
         self.prefix = prefix
         self.files: dict[int, Path] = {}
 
-    def zeros(self, shape: Sequence[int]) -> np.ndarray:
+    def zeros(self, shape: Sequence[int], order: Literal["C", "F"] = "C") -> np.ndarray:
+        """A float32 array of zeros; ``order="F"`` suits arrays written out as NIfTI (whose
+        slabs along the last axis are then contiguous, so writing one touches only its pages)."""
         shape = tuple(int(s) for s in shape)
         if self.folder is None:
-            return np.zeros(shape, np.float32)
+            return np.zeros(shape, np.float32, order=order)
         self.folder.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f"{self.prefix}.", suffix=".f32", dir=self.folder)
         os.close(fd)
-        array = np.memmap(name, dtype=np.float32, mode="w+", shape=shape)
+        array = np.memmap(name, dtype=np.float32, mode="w+", shape=shape, order=order)
         self.files[id(array)] = Path(name)
         return array
 
@@ -319,6 +394,8 @@ def downsample_array(array: np.ndarray, factor: int, out: np.ndarray | None = No
         for s in [stop - start, *small[1:]]:
             shape += [s, factor]
         out[:, start:stop] = block.reshape(shape).mean(axis=tuple(range(2, len(shape), 2)))
+        release_pages(array)
+        release_pages(out)
     return out
 
 
@@ -363,6 +440,7 @@ def synthesize(
     *,
     noise: torch.Generator | None = None,
     condition: np.ndarray | None = None,
+    label: int | None = None,
     start: np.ndarray | None = None,
     settings: TileSettings | None = None,
     scratch: Scratch | None = None,
@@ -379,6 +457,7 @@ def synthesize(
         size: the final grid; a multiple of ``4 * 2**levels`` when generating from level 0.
         noise: CPU random generator for the level-0 noise map (reproducible output).
         condition: ``(Cc, *size)`` condition of a conditional model, in model units.
+        label: the class of a class-conditional model (``generator.num_classes > 0``).
         start: a ``(C, *size / 2**k)`` volume in [-1, 1] used as the output of level
             ``levels - k``: the pipeline then only refines it (super-resolution by ``2**k``).
         settings: tiling; see :class:`TileSettings`.
@@ -406,6 +485,11 @@ def synthesize(
                 f"this model (x2 per level, {levels} levels)"
             )
     device = torch.device(device)
+    num_classes = getattr(generator, "num_classes", 0)
+    if start is None and num_classes and label is None:
+        raise ConfigError(f"this model is class-conditional: give a label in 0..{num_classes - 1}")
+    if label is not None and start is None and not 0 <= label < max(num_classes, 1):
+        raise ConfigError(f"label {label} is not a class of this model ({num_classes} classes)")
     cond_channels = generator.cond_channels
     if cond_channels and condition is None:
         raise ConfigError("this model is conditional: give a condition volume")
@@ -440,7 +524,7 @@ def synthesize(
     try:
         if start is None:
             grid = tuple(s // NOISE_FACTOR for s in shapes[0])
-            z = torch.randn((generator.latent_dim, *grid), generator=noise).numpy()
+            z = noise_map(generator.latent_dim, grid, generator=noise)[0].numpy()
             current = (
                 out if levels == 0 and out is not None else scratch.zeros((channels, *shapes[0]))
             )
@@ -449,8 +533,11 @@ def synthesize(
                 inputs.append((conds[0], 1))
 
             def level0(xs: list[torch.Tensor]) -> torch.Tensor:
+                labels = None
+                if num_classes:
+                    labels = torch.full((len(xs[0]),), int(label or 0), device=device)
                 with autocast():
-                    return base(prepare(xs[0]), prepare(xs[1]) if len(xs) > 1 else None)
+                    return base(prepare(xs[0]), prepare(xs[1]) if len(xs) > 1 else None, labels)
 
             run_tiled(
                 level0,
@@ -570,7 +657,8 @@ def write_nifti_streamed(
                 for s0 in range(0, last, per_slab):
                     s1 = min(last, s0 + per_slab)
                     index = (c,) + tuple(slice(0, n) for n in shape[:-1]) + (slice(s0, s1),)
-                    slab = np.asarray(array[index], dtype=np.float32)
+                    slab = np.array(array[index], dtype=np.float32)
+                    release_pages(array)
                     if transform is not None:
                         slab = transform(slab)
                     if info is not None:
@@ -642,6 +730,7 @@ def generate_volume(
     *,
     seed: int = 0,
     condition: np.ndarray | None = None,
+    label: int | None = None,
     tile: int = 64,
     overlap: int = 8,
     batch: int = 2,
@@ -665,6 +754,7 @@ def generate_volume(
         out_path: ``.nii`` or ``.nii.gz`` target.
         seed: noise seed (same seed, same volume).
         condition: ``(Cc, *size)`` condition volume (conditional models), in model units.
+        label: the class to generate (class-conditional models; default 0).
         tile, overlap, batch, ramp: tiling (see :class:`TileSettings`).
         spacing: voxel size in mm (default: the training data's, else 1).
         precision: ``"fp32"`` (exact, reproducible across machines), ``"bf16"`` or ``"auto"``
@@ -701,13 +791,18 @@ def generate_volume(
     if channels_last:
         fmt = torch.channels_last if spatial_dims == 2 else torch.channels_last_3d
         family.inference_generator().to(memory_format=fmt)  # type: ignore[call-overload]
-    with _timer() as elapsed, Scratch(out_path.parent, prefix=f".{out_path.name}") as scratch:
-        final = scratch.zeros((family.data.channels, *padded))
+    with (
+        _timer() as elapsed,
+        bounded_heap(),
+        Scratch(out_path.parent, prefix=f".{out_path.name}") as scratch,
+    ):
+        final = scratch.zeros((family.data.channels, *padded), order="F")
         synthesize(
             family.inference_generator(),
             padded,
             noise=torch.Generator().manual_seed(seed),
             condition=condition,
+            label=(label or 0) if family.num_classes else label,
             settings=settings,
             scratch=scratch,
             out=final,
@@ -807,8 +902,12 @@ def enhance_volume(
     generator = family.inference_generator()
     if generator.cond_channels:
         raise ConfigError("enhance_volume works with unconditional models; use generate_volume")
-    with _timer() as elapsed, Scratch(out_path.parent, prefix=f".{out_path.name}") as scratch:
-        final = scratch.zeros((family.data.channels, *size))
+    with (
+        _timer() as elapsed,
+        bounded_heap(),
+        Scratch(out_path.parent, prefix=f".{out_path.name}") as scratch,
+    ):
+        final = scratch.zeros((family.data.channels, *size), order="F")
         # the start volume stands for level (levels - k); only the top k refiners run
         synthesize(
             _TopLevels(generator, k),
@@ -836,6 +935,7 @@ class _TopLevels(MultiScaleGenerator):
         self.latent_dim = generator.latent_dim
         self.spatial_dims = generator.spatial_dims
         self.cond_channels = generator.cond_channels
+        self.num_classes = generator.num_classes
         self.base = generator.base
         self.refiners = torch.nn.ModuleList(list(generator.refiners)[generator.levels - k :])
 
@@ -899,13 +999,16 @@ def generate_volumes(
     _prepare_out_dir(out_dir, overwrite)
     width = max(4, len(str(count)))
     files, rows = [], [("file", "label", "class")]
+    classes = package.class_names if family.num_classes else ["synthetic"]
     for index in range(1, count + 1):
+        label = (index - 1) % len(classes)  # class-conditional models: classes in turn
         name = f"synthetic/synthetic_{index:0{width}d}.nii.gz"
         generate_volume(
             package,
             sizes,
             out_dir / name,
             seed=seed + index - 1,
+            label=label if family.num_classes else None,
             precision=precision,
             tile=family.config.tile,
             overlap=family.config.overlap,
@@ -914,7 +1017,7 @@ def generate_volumes(
             progress=progress,
         )
         files.append(name)
-        rows.append((name, "0", "synthetic"))
+        rows.append((name, str(label), classes[label]))
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)
     atomic_write_text(out_dir / "labels.csv", buffer.getvalue())
@@ -922,7 +1025,7 @@ def generate_volumes(
         out_dir=str(out_dir),
         format="nifti",
         count=count,
-        class_counts={"synthetic": count},
+        class_counts={c: len(range(i, count, len(classes))) for i, c in enumerate(classes)},
         files=files,
         labels_file="labels.csv",
     )

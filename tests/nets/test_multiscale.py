@@ -7,10 +7,12 @@ import torch
 
 from medisynth.nets.multiscale import (
     BaseGenerator,
+    MinibatchStd,
     MultiScaleDiscriminator,
     MultiScaleGenerator,
     PatchRefiner,
     downsample,
+    noise_map,
     upsample2,
 )
 
@@ -28,7 +30,7 @@ def test_shapes_in_2d_and_3d(dims: int) -> None:
         cond_channels=1,
         spatial_dims=dims,
     )
-    noise = torch.randn(2, 3, *([2] * dims))
+    noise = noise_map(3, (2,) * dims, n=2)
     cond0 = torch.randn(2, 1, *([8] * dims))
     ups = [torch.randn(3, 2, *([16] * dims)), torch.randn(3, 2, *([12] * dims))]
     conds = [torch.randn(3, 1, *([16] * dims)), torch.randn(3, 1, *([12] * dims))]
@@ -46,6 +48,24 @@ def test_shapes_in_2d_and_3d(dims: int) -> None:
     scores = d(outs, contexts)
     assert all(s.shape[:2] == (o.shape[0], 1) for s, o in zip(scores, outs, strict=True))
     assert all(min(s.shape[2:]) >= 2 for s in scores)
+
+
+def test_class_conditional_level0_and_minibatch_std_of_level0_only() -> None:
+    torch.manual_seed(0)
+    base = BaseGenerator(3, 1, 4, spatial_dims=2, num_classes=2)
+    z = noise_map(3, (2, 2), n=1).expand(2, -1, -1, -1)  # the same noise, two classes
+    out = base(z, labels=torch.tensor([0, 1]))
+    assert out.shape == (2, 1, 8, 8) and not torch.allclose(out[0], out[1])
+    with pytest.raises(ValueError, match="class-conditional"):
+        base(z)
+    d = MultiScaleDiscriminator([8, 16], channels=1, width=4, spatial_dims=2, minibatch_std=True)
+    assert [any(isinstance(m, MinibatchStd) for m in disc.modules()) for disc in d.discs] == [
+        True,
+        False,
+    ]
+    same = torch.zeros(4, 3, 5, 5)
+    assert MinibatchStd()(same)[:, 3].abs().max() == 0  # identical images: no spread
+    assert MinibatchStd()(torch.randn(4, 3, 5, 5))[:, 3].min() > 0
 
 
 def test_conditional_nets_refuse_a_missing_condition() -> None:
@@ -102,5 +122,5 @@ def test_declared_receptive_radii_bound_the_real_ones(dims: int) -> None:
         r = _influence_radius(refiner, torch.rand(1, 1, *([size] * dims)), 1)
         assert r == refiner.receptive_radius
         base = BaseGenerator(2, 1, 4, spatial_dims=dims)
-        r0 = _influence_radius(base, torch.rand(1, 2, *([9] * dims)), 4)
+        r0 = _influence_radius(base, torch.rand(1, 2 * 2 + dims, *([9] * dims)), 4)
     assert 0 < r0 <= base.receptive_radius

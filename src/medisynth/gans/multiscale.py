@@ -2,12 +2,15 @@
 and large 2D images in bounded memory.
 
 Level 0 is a GAN on the whole image at low resolution (``1 / 2**levels`` of the training
-grid, e.g. 16^3 for 64^3 volumes with two levels), from a noise map and optionally from a
-condition (label map, sketch, other contrast). Levels 1..L are patch GANs: each takes the
-upsampled patch of the level below (+ the condition patch) and produces the x2 patch as a
-residual over it. Losses: LSGAN for every level plus ``l1_weight`` x L1 to the real patch
-(levels >= 1, and level 0 when conditional). Each discriminator sees its image concatenated
-with the low-resolution context, as in the authors' code.
+grid, e.g. 16^3 for 64^3 volumes with two levels), from a noise map (local noise, a global
+code and the positions' coordinates) and optionally from a class label and/or a condition
+(label map, sketch, other contrast). Levels 1..L are patch GANs: each takes the upsampled patch
+of the level below (+ the condition patch) and produces the x2 patch as a residual over it.
+Losses: hinge (or LSGAN) for every level plus ``l1_weight`` x L1 to the real patch (levels >= 1,
+and level 0 when conditioned on an image). Each discriminator sees its image concatenated with
+the low-resolution context, as in the authors' code; level 0's also sees the batch's spread
+(minibatch standard deviation) and DiffAugment-translated images, which keeps it from
+collapsing to empty images on sparse data such as AdrenalMNIST3D (see ``docs/results.md``).
 
 Training samples ``patches_per_volume`` random patches per volume and level per step, with
 teacher forcing (the level-l input is the real image downsampled to level l-1 and upsampled);
@@ -21,7 +24,7 @@ tiles (:mod:`medisynth.multiscale_inference`), so any size can be generated.
 ...                        res_blocks=1, patch_size=16)
 >>> gan = MultiScaleGAN.build(cfg, data)
 >>> sorted(gan.train_step({"image": torch.rand(2, 1, 32, 32, 32) * 2 - 1}))
-['d_loss', 'g_loss', 'l1']
+['d0_loss', 'd_loss', 'g_loss', 'l1', 'spread0']
 >>> gan.sample(2).shape
 torch.Size([2, 1, 32, 32, 32])
 """
@@ -36,7 +39,9 @@ from pydantic import Field, model_validator
 
 from medisynth.config import FamilyConfig
 from medisynth.errors import ConfigError
+from medisynth.gans.augment import diff_augment
 from medisynth.gans.base import GANFamily, frozen, unwrap
+from medisynth.gans.dcgan import Augmentation
 from medisynth.losses import discriminator_loss, generator_loss
 from medisynth.multiscale_inference import Ramp, TileSettings, level_shapes, synthesize
 from medisynth.nets.multiscale import (
@@ -44,9 +49,12 @@ from medisynth.nets.multiscale import (
     MultiScaleDiscriminator,
     MultiScaleGenerator,
     downsample,
+    noise_map,
     upsample2,
 )
 
+#: DiffAugment policy of level 0's discriminator by default
+LEVEL0_AUGMENTATION: tuple[Augmentation, ...] = ("translation",)
 GRID_SEED = 20_191_013  # fixed noise for monitoring grids (MICCAI 2019 opening day)
 
 
@@ -65,11 +73,22 @@ class MultiScaleConfig(FamilyConfig):
         patches_per_volume: random patches per volume and level per step.
         l1_weight: weight of the L1 term (lambda).
         spectral_norm: spectral-normalise the discriminators.
-        lr_g, lr_d, betas: Adam settings.
+        loss: adversarial loss of every level, ``"lsgan"`` or ``"hinge"``.
+        minibatch_std: give the level-0 discriminator the batch's feature spread (a
+            :class:`~medisynth.nets.multiscale.MinibatchStd` channel), so a generator that
+            makes the same (e.g. empty) volume every time is caught.
+        diffaugment: DiffAugment policy for the images the level-0 discriminator sees (with
+            their condition); small data sets need it (``[]`` = off).
+        lr_g, lr_d: Adam learning rates.
+        betas: Adam betas of level 0 (generator and discriminator).
+        patch_betas: Adam betas of the patch levels.
         image_key: the batch entry holding the images (``"target"`` for paired datasets).
         condition_key: the batch entry holding the condition (``"source"``, ``"mask"``), or
             ``None`` for an unconditional model.
         condition_channels: channels of the condition (needed with ``condition_key``).
+        conditional: class-conditional level 0 when the data has more than one class (the
+            label's embedding joins the noise map; the level-0 discriminator sees one-hot label
+            maps); the patch levels, which only add detail, are shared by all classes.
         tile, overlap, tile_batch, ramp: tiled inference (see
             :class:`~medisynth.multiscale_inference.TileSettings`).
         grid_size: volumes in monitoring grids (3D cubes show three orthogonal mid-slices).
@@ -86,12 +105,17 @@ class MultiScaleConfig(FamilyConfig):
     patches_per_volume: int = Field(default=1, ge=1)
     l1_weight: float = Field(default=10.0, ge=0)
     spectral_norm: bool = True
+    loss: Literal["lsgan", "hinge"] = "hinge"
+    minibatch_std: bool = True
+    diffaugment: list[Augmentation] = Field(default_factory=lambda: list(LEVEL0_AUGMENTATION))
     lr_g: float = Field(default=2e-4, gt=0)
-    lr_d: float = Field(default=2e-4, gt=0)
-    betas: tuple[float, float] = (0.5, 0.999)
+    lr_d: float = Field(default=4e-4, gt=0)
+    betas: tuple[float, float] = (0.0, 0.9)
+    patch_betas: tuple[float, float] = (0.5, 0.999)
     image_key: str = "image"
     condition_key: str | None = None
     condition_channels: int = Field(default=0, ge=0)
+    conditional: bool = True
     tile: int = Field(default=64, ge=8)
     overlap: int = Field(default=8, ge=0)
     tile_batch: int = Field(default=2, ge=1)
@@ -121,7 +145,7 @@ class MultiScaleGAN(GANFamily):
     config_class = MultiScaleConfig
     ema_names = ("generator",)
     config: MultiScaleConfig
-    #: not class-conditional (class labels are ignored; conditions are images)
+    #: classes of a class-conditional model (0: labels are ignored); set by :meth:`setup`
     num_classes = 0
 
     def setup(self, training: bool) -> None:
@@ -137,6 +161,7 @@ class MultiScaleGAN(GANFamily):
             )
         if data.spatial_dims not in (2, 3):
             raise ConfigError(f"images must be 2D or 3D, got {data.spatial_shape}")
+        self.num_classes = data.num_classes if cfg.conditional and data.num_classes > 1 else 0
         self.shapes = level_shapes(data.spatial_shape, cfg.levels)
         self.patch_shapes = [self.shapes[0]] + [
             tuple(min(cfg.patch_size, s) // 2 * 2 for s in shape) for shape in self.shapes[1:]
@@ -150,6 +175,7 @@ class MultiScaleGAN(GANFamily):
             cfg.res_blocks,
             cfg.condition_channels,
             data.spatial_dims,
+            self.num_classes,
         )
         self.nets["generator"] = generator.to(self.context.device)
         self._grid_conditions: torch.Tensor | None = None
@@ -162,13 +188,24 @@ class MultiScaleGAN(GANFamily):
             cfg.condition_channels,
             cfg.spectral_norm,
             data.spatial_dims,
+            cfg.minibatch_std,
+            self.num_classes,
         )
         self.nets["discriminator"] = discriminator.to(self.context.device)
+        # level 0 (a GAN from noise) and the patch levels (L1-dominated) get their own betas
         self.optimizers["generator"] = torch.optim.Adam(
-            generator.parameters(), lr=cfg.lr_g, betas=cfg.betas
+            [
+                {"params": generator.base.parameters(), "betas": cfg.betas},
+                {"params": generator.refiners.parameters(), "betas": cfg.patch_betas},
+            ],
+            lr=cfg.lr_g,
         )
         self.optimizers["discriminator"] = torch.optim.Adam(
-            discriminator.parameters(), lr=cfg.lr_d, betas=cfg.betas
+            [
+                {"params": discriminator.discs[0].parameters(), "betas": cfg.betas},
+                {"params": discriminator.discs[1:].parameters(), "betas": cfg.patch_betas},
+            ],
+            lr=cfg.lr_d,
         )
 
     # ------------------------------------------------------------------ training
@@ -198,6 +235,7 @@ class MultiScaleGAN(GANFamily):
             )
         real = ctx.memory_format(batch[cfg.image_key].float())
         cond = self._condition(batch, real)
+        labels = self._labels(batch)
         if cond is not None and self._grid_conditions is None:
             self._grid_conditions = cond[: cfg.grid_size].detach().cpu()
         n = real.shape[0]
@@ -226,10 +264,10 @@ class MultiScaleGAN(GANFamily):
                     None if c is None else torch.stack([_crop(c[i], s, size) for i, s in picks])
                 )
         grid = tuple(s // NOISE_FACTOR for s in self.shapes[0])
-        noise = torch.randn(n, cfg.latent_dim, *grid, device=ctx.device)
+        noise = ctx.memory_format(noise_map(cfg.latent_dim, grid, n))
         generator, discriminator = self.nets["generator"], self.nets["discriminator"]
         with ctx.autocast():
-            fakes = generator(noise, conds[0], ups, cond_patches)
+            fakes = generator(noise, conds[0], ups, cond_patches, labels)
         contexts: list[torch.Tensor | None] = [conds[0]]
         for up, cp in zip(ups, cond_patches, strict=True):
             contexts.append(up if cp is None else torch.cat([up, cp], dim=1))
@@ -242,10 +280,15 @@ class MultiScaleGAN(GANFamily):
                 for r, f in zip(reals_seen, fakes, strict=True)
             ]
             both_ctx = [None if c is None else torch.cat([c, c]) for c in contexts]
-            scores = discriminator(both, both_ctx)
-            d_loss = sum(
-                discriminator_loss("lsgan", s[: len(s) // 2], s[len(s) // 2 :]) for s in scores
+            both[0], both_ctx[0] = self._augment0(both[0], both_ctx[0])
+            both_ctx[0] = self._with_labels(
+                both_ctx[0], None if labels is None else torch.cat([labels, labels]), both[0]
             )
+            scores = discriminator(both, both_ctx)
+            d_losses = [
+                discriminator_loss(cfg.loss, s[: len(s) // 2], s[len(s) // 2 :]) for s in scores
+            ]
+            d_loss = sum(d_losses)
         assert isinstance(d_loss, torch.Tensor)
         ctx.backward(d_loss)
         ctx.step(self.optimizers["discriminator"])
@@ -253,7 +296,10 @@ class MultiScaleGAN(GANFamily):
         # generators: adversarial + L1, through the frozen plain discriminators
         with frozen(unwrap(discriminator)) as critic:
             with ctx.autocast():
-                g_adv = sum(generator_loss("lsgan", s) for s in critic(fakes, contexts))
+                seen, seen_ctx = list(fakes), list(contexts)
+                seen[0], seen_ctx[0] = self._augment0(fakes[0], contexts[0])
+                seen_ctx[0] = self._with_labels(seen_ctx[0], labels, seen[0])
+                g_adv = sum(generator_loss(cfg.loss, s) for s in critic(seen, seen_ctx))
                 first = 0 if cond is not None else 1
                 l1 = sum(
                     (fakes[lvl].float() - reals_seen[lvl].float()).abs().mean()
@@ -265,9 +311,44 @@ class MultiScaleGAN(GANFamily):
             ctx.step(self.optimizers["generator"])
         return {
             "d_loss": float(d_loss.detach()),
+            "d0_loss": float(d_losses[0].detach()),
             "g_loss": float(g_loss.detach()),
             "l1": float(l1.detach()),
+            # voxel-wise spread of the level-0 batch: ~0 when level 0 makes one image only
+            "spread0": float(fakes[0].detach().float().std(dim=0).mean()) if n > 1 else 0.0,
         }
+
+    def _labels(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        if not self.num_classes:
+            return None
+        if "label" not in batch:
+            raise ConfigError(
+                "this model is class-conditional (model.conditional) but the batch has no "
+                "'label'; set model.conditional: false for unlabelled data"
+            )
+        return batch["label"].to(self.context.device).long().view(-1)
+
+    def _with_labels(
+        self, context: torch.Tensor | None, labels: torch.Tensor | None, like: torch.Tensor
+    ) -> torch.Tensor | None:
+        """Level 0's discriminator context plus one-hot label maps (class-conditional models)."""
+        if labels is None:
+            return context
+        onehot = torch.nn.functional.one_hot(labels, self.num_classes).to(like.dtype)
+        maps = onehot.view(*onehot.shape, *(1,) * (like.ndim - 2)).expand(-1, -1, *like.shape[2:])
+        return maps if context is None else torch.cat([context, maps.to(context.dtype)], dim=1)
+
+    def _augment0(
+        self, image: torch.Tensor, context: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """DiffAugment of level 0's discriminator input, image and condition moved together."""
+        policy = self.config.diffaugment
+        if not policy:
+            return image, context
+        if context is None:
+            return diff_augment(image, policy), None
+        both = diff_augment(torch.cat([image, context.to(image.dtype)], dim=1), policy)
+        return both[:, : image.shape[1]], both[:, image.shape[1] :]
 
     # ------------------------------------------------------------------ sampling
     def inference_generator(self) -> MultiScaleGenerator:
@@ -291,8 +372,9 @@ class MultiScaleGAN(GANFamily):
     ) -> torch.Tensor:
         """``n`` whole images at the training resolution in [-1, 1], through the tiled pipeline.
 
-        ``labels`` are ignored (the model is not class-conditional); a conditional model needs
-        ``conditions`` ``(n, Cc, *spatial)``.
+        ``labels`` ``(n,)`` pick the classes of a class-conditional model (default: classes in
+        turn; ignored by other models); a model conditioned on images needs ``conditions``
+        ``(n, Cc, *spatial)``.
         """
         if self.config.condition_key is not None and conditions is None:
             raise ConfigError("this model is conditional: pass conditions=(n, Cc, *spatial)")
@@ -302,11 +384,15 @@ class MultiScaleGAN(GANFamily):
         out = []
         for i in range(n):
             cond = None if conditions is None else conditions[i].float().cpu().numpy()
+            label = None
+            if self.num_classes:
+                label = int(labels[i]) if labels is not None else i % self.num_classes
             image = synthesize(
                 net,
                 self.data.spatial_shape,
                 noise=generator,
                 condition=cond,
+                label=label,
                 settings=self.tile_settings(),
                 device=self.context.device,
                 autocast=self.context.autocast,
@@ -332,8 +418,12 @@ class MultiScaleGAN(GANFamily):
                 return torch.zeros(1, self.data.channels, *self.data.spatial_shape[-2:]), 1
             conditions = self._grid_conditions
             count = len(conditions)
+        labels = torch.arange(count) % self.num_classes if self.num_classes else None
         images = self.sample(
-            count, generator=torch.Generator().manual_seed(GRID_SEED), conditions=conditions
+            count,
+            labels,
+            generator=torch.Generator().manual_seed(GRID_SEED),
+            conditions=conditions,
         )
         shape = self.data.spatial_shape
         if len(shape) == 3 and len(set(shape)) == 1:

@@ -16,7 +16,7 @@
 >>> import torch
 >>> g = MultiScaleGenerator(levels=2, channels=1, latent_dim=4, base_channels=8,
 ...                         patch_channels=4, res_blocks=1, spatial_dims=3)
->>> low = g.base(torch.randn(2, 4, 2, 2, 2))            # level 0: 8^3 from a 2^3 noise map
+>>> low = g.base(noise_map(4, (2, 2, 2), n=2))         # level 0: 8^3 from a 2^3 noise map
 >>> up = upsample2(low)                                  # 16^3 upsampled input of level 1
 >>> g.refiners[0](up).shape
 torch.Size([2, 1, 16, 16, 16])
@@ -27,6 +27,7 @@ True
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +57,40 @@ def downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
     return pool(x, factor)
 
 
+def noise_channels(latent_dim: int, spatial_dims: int) -> int:
+    """Channels of level 0's input map (see :func:`noise_map`)."""
+    return 2 * latent_dim + spatial_dims
+
+
+def noise_map(
+    latent_dim: int,
+    grid: Sequence[int],
+    n: int = 1,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Level 0's input ``(n, 2 * latent_dim + dims, *grid)``: a local noise map, a global code
+    (one random vector per image, the same at every position) and each position's coordinates
+    in (-1, 1) over the whole grid.
+
+    The global code and the coordinates let a fully convolutional level 0 place one coherent
+    object (an organ, a brain) in the image; local noise alone gives stationary texture. The
+    map is cropped like any other input in tiled inference, so tiles stay exact.
+
+    >>> z = noise_map(4, (2, 3), n=5, generator=torch.Generator().manual_seed(0))
+    >>> z.shape, bool((z[:, 4:8, 0, 0] == z[:, 4:8, 1, 2]).all())
+    (torch.Size([5, 10, 2, 3]), True)
+    >>> z[0, 8:, :, 0].mul(6).round().tolist()  # coordinates of the cells (0, 0) and (1, 0)
+    [[-3.0, 3.0], [-4.0, -4.0]]
+    """
+    local = torch.randn(n, latent_dim, *grid, generator=generator)
+    code = torch.randn(n, latent_dim, *(1,) * len(grid), generator=generator)
+    axes = [(torch.arange(g) + 0.5) / g * 2 - 1 for g in grid]
+    coords = torch.stack(torch.meshgrid(*axes, indexing="ij"))[None]
+    parts = [local, code.expand(-1, -1, *grid), coords.expand(n, *coords.shape[1:])]
+    return torch.cat(parts, dim=1).to(device)
+
+
 class PixelNorm(nn.Module):
     """Normalise each voxel's feature vector to unit RMS (Karras et al. 2018); tile-safe."""
 
@@ -68,14 +103,17 @@ def _act() -> nn.Module:
 
 
 class BaseGenerator(nn.Module):
-    """Level 0: noise map ``(N, latent_dim, *grid/4)`` (+ condition ``(N, Cc, *grid)``) -> image.
+    """Level 0: noise map ``(N, noise_channels, *grid/4)`` from :func:`noise_map` (+ condition
+    ``(N, Cc, *grid)``, + class labels ``(N,)``) -> image.
 
     Args:
-        latent_dim: channels of the noise map.
+        latent_dim: channels of the local noise and of the global code (see :func:`noise_map`).
         out_channels: image channels.
         channels: width at the output resolution (x2 and x4 at the coarser stages).
         cond_channels: channels of the condition (0 = unconditional).
         spatial_dims: 2 or 3.
+        num_classes: classes of a class-conditional model (0 = none): a learned embedding of
+            the label joins the noise map as ``latent_dim`` constant channels (tile-safe).
     """
 
     def __init__(
@@ -85,16 +123,19 @@ class BaseGenerator(nn.Module):
         channels: int = 32,
         cond_channels: int = 0,
         spatial_dims: int = 3,
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
         conv = conv_type(spatial_dims)
         self.cond_channels = cond_channels
         self.spatial_dims = spatial_dims
         self.out_channels = out_channels
+        self.num_classes = num_classes
+        self.embed = nn.Embedding(num_classes, latent_dim) if num_classes else None
         wide, mid = 4 * channels, 2 * channels
-        self.stem = nn.Sequential(
-            conv(latent_dim + cond_channels, wide, 3, padding=1), PixelNorm(), _act()
-        )
+        in_channels = noise_channels(latent_dim, spatial_dims) + cond_channels
+        in_channels += latent_dim if num_classes else 0
+        self.stem = nn.Sequential(conv(in_channels, wide, 3, padding=1), PixelNorm(), _act())
         self.stage1 = nn.Sequential(
             conv(wide + cond_channels, mid, 3, padding=1), PixelNorm(), _act()
         )
@@ -120,7 +161,18 @@ class BaseGenerator(nn.Module):
             cond = downsample(cond, cond.shape[2] // x.shape[2])
         return torch.cat([x, cond.to(x.dtype)], dim=1)
 
-    def forward(self, noise: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        noise: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if self.embed is not None:
+            if labels is None:
+                raise ValueError("this generator is class-conditional: give the labels")
+            code = self.embed(labels.to(noise.device).long()).to(noise.dtype)
+            code = code.view(*code.shape, *(1,) * (noise.ndim - 2)).expand(-1, -1, *noise.shape[2:])
+            noise = torch.cat([noise, code], dim=1)
         x = self.stem(self._with(noise, cond))
         x = F.interpolate(x, scale_factor=2, mode="nearest")
         x = self.stage1(self._with(x, cond))
@@ -181,6 +233,19 @@ class PatchRefiner(nn.Module):
         return up + residual.to(up.dtype)
 
 
+class MinibatchStd(nn.Module):
+    """Append the batch's mean feature standard deviation as one constant channel (Karras et
+    al. 2018): a batch of identical images (mode collapse) is then visible to the critic.
+
+    >>> MinibatchStd()(torch.zeros(3, 2, 4, 4)).shape
+    torch.Size([3, 3, 4, 4])
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        std = x.float().std(dim=0, unbiased=False).mean()
+        return torch.cat([x, std.to(x.dtype).expand(x.shape[0], 1, *x.shape[2:])], dim=1)
+
+
 class PatchDiscriminator(nn.Module):
     """PatchGAN: ``n_down`` stride-2 4-convolutions, then two 3-convolutions to a score map.
 
@@ -190,6 +255,7 @@ class PatchDiscriminator(nn.Module):
         n_down: stride-2 layers (2 suits 16-voxel inputs, 3 suits 32 and more).
         spectral_norm: spectral-normalise every convolution.
         spatial_dims: 2 or 3.
+        minibatch_std: add a :class:`MinibatchStd` channel before the last two convolutions.
     """
 
     def __init__(
@@ -199,6 +265,7 @@ class PatchDiscriminator(nn.Module):
         n_down: int = 2,
         spectral_norm: bool = True,
         spatial_dims: int = 3,
+        minibatch_std: bool = False,
     ) -> None:
         super().__init__()
         conv = conv_type(spatial_dims)
@@ -208,6 +275,9 @@ class PatchDiscriminator(nn.Module):
             out = width * min(2**i, 8)
             layers += [maybe_spectral_norm(conv(channels, out, 4, 2, 1), spectral_norm), _act()]
             channels = out
+        if minibatch_std:
+            layers.append(MinibatchStd())
+            channels += 1
         out = width * min(2**n_down, 8)
         layers += [maybe_spectral_norm(conv(channels, out, 3, 1, 1), spectral_norm), _act()]
         layers += [maybe_spectral_norm(conv(out, 1, 3, 1, 1), spectral_norm)]
@@ -239,13 +309,17 @@ class MultiScaleGenerator(nn.Module):
         res_blocks: int = 2,
         cond_channels: int = 0,
         spatial_dims: int = 3,
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
         self.levels = levels
         self.latent_dim = latent_dim
         self.spatial_dims = spatial_dims
         self.cond_channels = cond_channels
-        self.base = BaseGenerator(latent_dim, channels, base_channels, cond_channels, spatial_dims)
+        self.num_classes = num_classes
+        self.base = BaseGenerator(
+            latent_dim, channels, base_channels, cond_channels, spatial_dims, num_classes
+        )
         self.refiners = nn.ModuleList(
             PatchRefiner(channels, patch_channels, res_blocks, cond_channels, spatial_dims)
             for _ in range(levels)
@@ -257,8 +331,9 @@ class MultiScaleGenerator(nn.Module):
         cond0: torch.Tensor | None,
         ups: list[torch.Tensor],
         conds: list[torch.Tensor | None],
+        labels: torch.Tensor | None = None,
     ) -> list[torch.Tensor]:
-        outs = [self.base(noise, cond0)]
+        outs = [self.base(noise, cond0, labels)]
         for refiner, up, cond in zip(self.refiners, ups, conds, strict=True):
             outs.append(refiner(up, cond))
         return outs
@@ -272,6 +347,8 @@ class MultiScaleDiscriminator(nn.Module):
         channels: image channels.
         width: first-layer width.
         cond_channels: condition channels (added to every level's context).
+        minibatch_std: a :class:`MinibatchStd` channel in the level-0 discriminator.
+        num_classes: classes of a class-conditional level 0 (one-hot maps join its context).
     """
 
     def __init__(
@@ -282,14 +359,21 @@ class MultiScaleDiscriminator(nn.Module):
         cond_channels: int = 0,
         spectral_norm: bool = True,
         spatial_dims: int = 3,
+        minibatch_std: bool = False,
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
         discs = []
         for level, size in enumerate(sizes):
-            context = cond_channels + (channels if level > 0 else 0)
+            context = cond_channels + (channels if level > 0 else num_classes)
             discs.append(
                 PatchDiscriminator(
-                    channels + context, width, n_down_for(size), spectral_norm, spatial_dims
+                    channels + context,
+                    width,
+                    n_down_for(size),
+                    spectral_norm,
+                    spatial_dims,
+                    minibatch_std=minibatch_std and level == 0,
                 )
             )
         self.discs = nn.ModuleList(discs)
