@@ -123,7 +123,9 @@ class TrainConfig(StrictModel):
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
         precision: ``"auto"`` (bf16 autocast on a CPU with native bf16, fp16 AMP on CUDA, else
             fp32), or one of ``"fp32"``, ``"bf16"``, ``"fp16"``.
-        channels_last: memory format of the networks; ``None`` = on whenever mixed precision is.
+        channels_last: memory format of the networks; ``None`` = on whenever mixed precision is,
+            except for 3D models on CPU (bf16 ``channels_last_3d`` convolutions there gave
+            sporadic NaN in training with torch 2.13).
         ema_decay: decay of the exponential moving average of the generator (0 disables).
         checkpoint_every: write ``checkpoints/last.pt`` every this many steps (0: only at the end).
         sample_every: write a sample grid PNG every this many steps (0: only at the end).

@@ -207,6 +207,11 @@ class Trainer:
         if self._dataset is None or self._data_info is None:
             self._dataset, self._data_info = load_training_data(cfg.data)
         self.data_info = self._data_info
+        if cfg.train.channels_last is None and self.device.type == "cpu":
+            # bf16 convolutions in channels_last_3d gave sporadic NaN on CPU (torch 2.13, oneDNN):
+            # 3D models keep the default layout unless the user asks
+            self.channels_last = self.channels_last and self.data_info.spatial_dims == 2
+            self.context.channels_last = self.channels_last
         family_class = get_family(cfg.model.family)
         family = family_class.build(cfg.model, self.data_info, self.context, training=True)
         if self.channels_last:
