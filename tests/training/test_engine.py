@@ -138,6 +138,11 @@ def test_precision_choice() -> None:
     assert (dtype == torch.bfloat16) == cpu_has_native_bf16()
     assert channels_last == (dtype is not None)
     assert resolve_precision(TrainConfig(precision="fp32"), torch.device("cpu")) == (None, False)
+    # a family that opts out of CPU autocast: auto is fp32, an explicit bf16 is still obeyed
+    cpu = torch.device("cpu")
+    auto = TrainConfig(precision="auto")
+    assert resolve_precision(auto, cpu, cpu_autocast=False) == (None, False)
+    assert resolve_precision(TrainConfig(precision="bf16"), cpu, False)[0] == torch.bfloat16
     with pytest.raises(ConfigError, match="fp16"):
         resolve_precision(TrainConfig(precision="fp16"), torch.device("cpu"))
 

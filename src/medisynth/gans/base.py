@@ -170,6 +170,8 @@ class GANFamily(ABC):
     config_class: ClassVar[type[FamilyConfig]] = FamilyConfig
     #: names in ``nets`` whose exponential moving average the engine keeps
     ema_names: ClassVar[tuple[str, ...]] = ()
+    #: whether ``train.precision: auto`` may pick bf16 autocast on a CPU for this family
+    cpu_autocast: ClassVar[bool] = True
 
     def __init__(self, config: FamilyConfig, data: DataInfo, context: StepContext) -> None:
         self.config = config

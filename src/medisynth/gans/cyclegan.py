@@ -112,6 +112,9 @@ class CycleGAN(ImageToImageFamily):
 
     config_class = CycleGANConfig
     ema_names = ("generator",)
+    # bf16 autocast on CPU made its gradients NaN at the second step on brain MRI slices
+    # (reflection-padded residual blocks; zero padding or fp32 trains): ``auto`` means fp32 here
+    cpu_autocast = False
     config: CycleGANConfig
 
     def setup(self, training: bool) -> None:

@@ -114,15 +114,21 @@ def resolve_device(name: str, dist_info: DistInfo | None = None) -> torch.device
     return torch.device("cpu")
 
 
-def resolve_precision(train: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """The autocast dtype (``None`` = fp32) and whether to use channels_last."""
+def resolve_precision(
+    train: TrainConfig, device: torch.device, cpu_autocast: bool = True
+) -> tuple[torch.dtype | None, bool]:
+    """The autocast dtype (``None`` = fp32) and whether to use channels_last.
+
+    ``cpu_autocast=False`` (a family's :attr:`~medisynth.gans.base.GANFamily.cpu_autocast`)
+    makes ``auto`` mean fp32 on a CPU.
+    """
     wanted = train.precision
     dtype: torch.dtype | None
     if wanted == "auto":
         if device.type == "cuda":
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         else:
-            dtype = torch.bfloat16 if cpu_has_native_bf16() else None
+            dtype = torch.bfloat16 if cpu_autocast and cpu_has_native_bf16() else None
     elif wanted == "fp32":
         dtype = None
     elif wanted == "bf16":
@@ -195,7 +201,10 @@ class Trainer:
         self.device = resolve_device(cfg.train.device, dist_info)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
-        self.amp_dtype, self.channels_last = resolve_precision(cfg.train, self.device)
+        family_class = get_family(cfg.model.family)
+        self.amp_dtype, self.channels_last = resolve_precision(
+            cfg.train, self.device, family_class.cpu_autocast
+        )
         threads = cpu_threads(cfg.train.threads, dist_info)
         if threads is not None:
             torch.set_num_threads(threads)
@@ -212,7 +221,6 @@ class Trainer:
             # 3D models keep the default layout unless the user asks
             self.channels_last = self.channels_last and self.data_info.spatial_dims == 2
             self.context.channels_last = self.channels_last
-        family_class = get_family(cfg.model.family)
         family = family_class.build(cfg.model, self.data_info, self.context, training=True)
         if self.channels_last:
             memory_format = _memory_format(self.data_info.spatial_dims)
