@@ -385,3 +385,29 @@ def test_generate_with_size_writes_a_labelled_set_of_large_volumes(tmp_path: Pat
     assert (tmp_path / "out" / "labels.csv").read_text().count("synthetic_") == 2
     with pytest.raises(ConfigError, match="--format nifti"):
         generate(folder, 1, tmp_path / "png", fmt="png", size=(32, 32, 32))
+
+
+def test_non_finite_network_output_stops_generation_and_writes_nothing(tmp_path: Path) -> None:
+    from medisynth.cli import main
+    from medisynth.config import RunConfig
+    from medisynth.errors import MedisynthError
+    from medisynth.package import save_package
+
+    family = _family(levels=1, side=16)
+    sizes = {"latent_dim": 3, "g0_channels": 4, "g_channels": 4, "d_channels": 4, "tile": 16}
+    model = {"family": "multiscale", "levels": 1, "res_blocks": 1, "patch_size": 16, **sizes}
+    folder = save_package(tmp_path / "model", family, RunConfig.from_dict({"model": model}))
+    # the CLI's --precision reaches the tiled networks
+    args = ["generate", str(folder), "-n", "1", "--size", "32", "-f", "nifti", "--precision"]
+    assert main([*args, "fp32", "-o", str(tmp_path / "fp32")]) == 0
+    assert main([*args, "fp8", "-o", str(tmp_path / "fp8")]) == 2
+    # a NaN from the network (as bf16 can give on some CPUs) is an error, not a NaN volume
+    with pytest.raises(MedisynthError, match="NaN or infinite.*precision"):
+        run_tiled(lambda xs: xs[0] * float("nan"), [(np.ones((1, 8, 8), np.float32), 1)],
+                  np.zeros((1, 8, 8), np.float32), tile=4, overlap=0, margin=0)  # fmt: skip
+    with torch.no_grad():
+        next(family.inference_generator().parameters()).fill_(float("nan"))
+    target = tmp_path / "nan" / "volume.nii.gz"
+    with pytest.raises(MedisynthError, match="not written"):
+        generate_volume(family, (32, 32, 32), target, tile=16, precision="fp32")
+    assert list(target.parent.iterdir()) == []  # no volume, no scratch files left

@@ -115,9 +115,15 @@ def generate(
     augment_masks: bool = typer.Option(
         False, "--augment-masks", help="With --masks: new layouts (flips, turns, elastic)."
     ),
+    precision: str = typer.Option(
+        "auto",
+        "--precision",
+        help="With --size: auto (bf16 where the CPU has it), bf16 or fp32.",
+    ),
 ) -> None:
     """Generate a labelled synthetic dataset in the source's units."""
     from medisynth.generate import generate as run_generate
+    from medisynth.precision import resolve_inference_precision
 
     if masks is not None:  # mask -> image models (medisynth.mask2image)
         from medisynth.errors import ConfigError
@@ -147,6 +153,7 @@ def generate(
         overwrite=overwrite,
         progress=True,
         size=grid,
+        precision=resolve_inference_precision(precision),
     )
     typer.echo(
         f"wrote {result.count} images ({result.format}) to {result.out_dir}: {result.class_counts}"

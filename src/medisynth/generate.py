@@ -37,6 +37,7 @@ from tqdm import tqdm
 from medisynth.errors import ConfigError
 from medisynth.files import atomic_write_text
 from medisynth.package import ModelPackage, load_package, software_versions
+from medisynth.precision import Precision
 
 log = logging.getLogger(__name__)
 
@@ -267,6 +268,7 @@ def generate(
     overwrite: bool = False,
     progress: bool = False,
     size: Sequence[int] | None = None,
+    precision: Precision = "auto",
 ) -> GenerateResult:
     """Write ``n`` synthetic images with labels into the folder ``out`` (the API behind
     ``medisynth generate``).
@@ -279,13 +281,22 @@ def generate(
         class_balance: see :func:`parse_class_balance`; default: equal classes.
         seed: noise seed; the same seed gives the same images.
         size: output grid for multiscale models (any size, generated in tiles; NIfTI only).
+        precision: with ``size``: ``"auto"``, ``"bf16"`` or ``"fp32"`` for the tiled networks.
     """
     # --- multiscale models at an arbitrary size (--size): tiled, memmapped, one volume at a time
     if size is not None:
         from medisynth.multiscale_inference import generate_volumes
 
         return generate_volumes(
-            model, n, out, size, seed=seed, fmt=fmt, overwrite=overwrite, progress=progress
+            model,
+            n,
+            out,
+            size,
+            seed=seed,
+            fmt=fmt,
+            overwrite=overwrite,
+            progress=progress,
+            precision=precision,
         )
     # --- end multiscale
     if fmt not in FORMATS:

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
-from medisynth.errors import ConfigError
+from medisynth.errors import ConfigError, MedisynthError
 from medisynth.files import atomic_path
 from medisynth.nets.multiscale import (
     NOISE_FACTOR,
@@ -245,6 +245,12 @@ def run_tiled(
                 tensors.append(torch.from_numpy(np.stack(windows)))
             with torch.no_grad():
                 result = fn(tensors).float().cpu().numpy()
+            if not np.isfinite(result).all():
+                raise MedisynthError(
+                    f"the network gave NaN or infinite values ({desc}); the volume was not "
+                    "written. Mixed precision can do this on some CPUs: generate again with "
+                    "precision 'fp32' (medisynth generate --precision fp32)"
+                )
             for t, patch in zip(chunk, result, strict=True):
                 kept = patch[
                     (slice(None),)
