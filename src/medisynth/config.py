@@ -122,10 +122,10 @@ class TrainConfig(StrictModel):
         max_minutes: stop cleanly (checkpoint + model package) after this much wall time.
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
         precision: ``"auto"`` (bf16 autocast on a CPU with native bf16, fp16 AMP on CUDA, else
-            fp32), or one of ``"fp32"``, ``"bf16"``, ``"fp16"``.
-        channels_last: memory format of the networks; ``None`` = on whenever mixed precision is,
-            except for 3D models on CPU (bf16 ``channels_last_3d`` convolutions there gave
-            sporadic NaN in training with torch 2.13).
+            fp32), or one of ``"fp32"``, ``"bf16"``, ``"fp16"``. On a CPU, ``auto`` trains 3D
+            models in fp32: bf16 3D convolutions there gave sporadic NaN (torch 2.13).
+        channels_last: memory format of the networks; ``None`` = on whenever mixed precision is
+            (never for 3D models on a CPU).
         ema_decay: decay of the exponential moving average of the generator (0 disables).
         checkpoint_every: write ``checkpoints/last.pt`` every this many steps (0: only at the end).
         sample_every: write a sample grid PNG every this many steps (0: only at the end).

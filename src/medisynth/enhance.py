@@ -49,8 +49,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_INPUT_SUFFIXES = (".nii", ".nii.gz", ".mgh", ".mgz", ".png", ".tif", ".tiff", ".jpg", ".jpeg")
-
 
 @dataclass
 class EnhanceResult:
@@ -241,50 +239,21 @@ def enhance(
         scaling: ``"auto"``, ``"model"`` or ``"input"`` (see :func:`input_map`).
     """
     from medisynth.data.io import read_image
+    from medisynth.translate import input_jobs, output_for
 
     package = model if isinstance(model, ModelPackage) else load_package(model)
     family = _family(package)
     src, out = Path(input_path), Path(output)
-    if not src.exists():
-        raise ConfigError(f"{src}: no such file or folder")
-    files = (
-        sorted(
-            p
-            for p in src.iterdir()
-            if p.is_file()
-            and not p.name.startswith(".")
-            and p.name.lower().endswith(_INPUT_SUFFIXES)
-        )
-        if src.is_dir()
-        else []
-    )
-    jobs: list[tuple[Path, Path | None]]
-    if files:
-        if out.exists() and not out.is_dir():
-            raise ConfigError(f"{out}: a folder input needs an output folder")
-        jobs = [(f, None) for f in files]
-    else:
-        jobs = [(src, out)]
     result = EnhanceResult(model_id=str(package.card.get("model_id", "")), scale=family.scale)
     trained = package.data.intensity_map.modality.upper()
-    for path, target in jobs:
+    for path, target in input_jobs(src, out):
         image = read_image(path, modality=modality)
         if image.modality and trained not in ("", "UNKNOWN") and image.modality.upper() != trained:
             raise ConfigError(
                 f"{path} is {image.modality} but the model was trained on {trained} images; "
                 "give an image of the training modality (or --modality to correct a wrong label)"
             )
-        if target is None:
-            stem = path.name
-            for suffix in (".nii.gz", *_INPUT_SUFFIXES):
-                if stem.lower().endswith(suffix):
-                    stem = stem[: -len(suffix)]
-                    break
-            target = out / f"{stem}{'.nii.gz' if image.ndim == 3 else '.png'}"
-        if target.exists() and not overwrite:
-            raise ConfigError(f"{target} exists; choose another output or pass --overwrite")
-        if target.resolve() == path.resolve():
-            raise ConfigError(f"{target} is the input; choose another output")
+        target = output_for(path, target, out, image, overwrite)
         try:
             enhanced = enhance_image(package, image, axis, batch_size, scaling)
         except MedisynthError as err:

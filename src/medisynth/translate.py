@@ -178,8 +178,42 @@ def _write(path: Path, array: np.ndarray, image: Image, package: ModelPackage) -
         raise ConfigError(f"{path}: unknown output format; use .nii.gz, .nii, .png or .npy")
 
 
-def _default_suffix(image: Image) -> str:
-    return ".nii.gz" if image.ndim == 3 else ".png"
+def input_jobs(src: Path, out: Path) -> list[tuple[Path, Path | None]]:
+    """``(input file, output or None)`` pairs: every image file of a folder (outputs named in
+    :func:`output_for`), else the one input (a file or a DICOM series folder) and ``out``."""
+    if not src.exists():
+        raise ConfigError(f"{src}: no such file or folder")
+    files = []
+    if src.is_dir():
+        files = sorted(
+            p
+            for p in src.iterdir()
+            if p.is_file()
+            and not p.name.startswith(".")
+            and p.name.lower().endswith(_INPUT_SUFFIXES)
+        )
+    if not files:
+        return [(src, out)]
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: a folder input needs an output folder")
+    return [(f, None) for f in files]
+
+
+def output_for(path: Path, target: Path | None, out: Path, image: Image, overwrite: bool) -> Path:
+    """The output of ``path``: ``target``, or ``out/<stem>.nii.gz|.png`` for folder inputs;
+    refuses to overwrite a file unless ``overwrite``, and never the input itself."""
+    if target is None:
+        stem = path.name
+        for suffix in (".nii.gz", *_INPUT_SUFFIXES):
+            if stem.lower().endswith(suffix):
+                stem = stem[: -len(suffix)]
+                break
+        target = out / f"{stem}{'.nii.gz' if image.ndim == 3 else '.png'}"
+    if target.exists() and not overwrite:
+        raise ConfigError(f"{target} exists; choose another output or pass --overwrite")
+    if target.resolve() == path.resolve():
+        raise ConfigError(f"{target} is the input; choose another output")
+    return target
 
 
 def translate(
@@ -211,39 +245,11 @@ def translate(
     package = model if isinstance(model, ModelPackage) else load_package(model)
     _family(package)
     src, out = Path(input_path), Path(output)
-    if not src.exists():
-        raise ConfigError(f"{src}: no such file or folder")
-    jobs: list[tuple[Path, Path | None]]
-    files = (
-        sorted(
-            p
-            for p in src.iterdir()
-            if p.is_file()
-            and not p.name.startswith(".")
-            and p.name.lower().endswith(_INPUT_SUFFIXES)
-        )
-        if src.is_dir()
-        else []
-    )
-    if files:
-        if out.exists() and not out.is_dir():
-            raise ConfigError(f"{out}: a folder input needs an output folder")
-        jobs = [(f, None) for f in files]
-    else:
-        jobs = [(src, out)]
     result = TranslateResult(model_id=str(package.card.get("model_id", "")))
-    for path, target in jobs:
+    for path, target in input_jobs(src, out):
         image = read_image(path, modality=modality)
         _check_modality(package, image, path)
-        if target is None:
-            stem = path.name
-            for suffix in (".nii.gz", *_INPUT_SUFFIXES):
-                if stem.lower().endswith(suffix):
-                    stem = stem[: -len(suffix)]
-                    break
-            target = out / f"{stem}{_default_suffix(image)}"
-        if target.exists() and not overwrite:
-            raise ConfigError(f"{target} exists; choose another output or pass --overwrite")
+        target = output_for(path, target, out, image, overwrite)
         try:
             translated = translate_array(package, image.array, axis, batch_size, source_scaling)
         except MedisynthError as err:

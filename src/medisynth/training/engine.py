@@ -216,11 +216,13 @@ class Trainer:
         if self._dataset is None or self._data_info is None:
             self._dataset, self._data_info = load_training_data(cfg.data)
         self.data_info = self._data_info
-        if cfg.train.channels_last is None and self.device.type == "cpu":
-            # bf16 convolutions in channels_last_3d gave sporadic NaN on CPU (torch 2.13, oneDNN):
-            # 3D models keep the default layout unless the user asks
-            self.channels_last = self.channels_last and self.data_info.spatial_dims == 2
-            self.context.channels_last = self.channels_last
+        if self.device.type == "cpu" and self.data_info.spatial_dims == 3:
+            # bf16 3D convolutions gave sporadic NaN on CPU (torch 2.13, oneDNN; more often in
+            # channels_last_3d): 3D models train in fp32 there unless the user asks for bf16
+            if cfg.train.precision == "auto":
+                self.amp_dtype = self.context.amp_dtype = None
+            if cfg.train.channels_last is None:
+                self.channels_last = self.context.channels_last = False
         family = family_class.build(cfg.model, self.data_info, self.context, training=True)
         if self.channels_last:
             memory_format = _memory_format(self.data_info.spatial_dims)
