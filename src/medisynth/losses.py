@@ -12,6 +12,7 @@ Discriminator outputs are raw logits/scores of shape ``(N,)`` or ``(N, 1)``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -79,3 +80,20 @@ def r1_penalty(real_scores: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """R1 penalty ``E[||grad D(x_real)||^2] / 2``; ``real`` must have ``requires_grad=True``."""
     (grad,) = torch.autograd.grad(real_scores.float().sum(), real, create_graph=True)
     return 0.5 * grad.flatten(1).pow(2).sum(dim=1).mean()
+
+
+def feature_matching_loss(
+    fake_features: Sequence[torch.Tensor], real_features: Sequence[torch.Tensor]
+) -> torch.Tensor:
+    """MedGAN's perceptual loss: mean L1 distance between a discriminator's features on the
+    generated and the real input, averaged over layers.
+
+    >>> a = [torch.zeros(2, 3), torch.ones(2, 4)]
+    >>> float(feature_matching_loss(a, [torch.ones(2, 3), torch.ones(2, 4)]))
+    0.5
+    """
+    distances = [
+        (f.float() - r.float()).abs().mean()
+        for f, r in zip(fake_features, real_features, strict=True)
+    ]
+    return torch.stack(distances).mean()

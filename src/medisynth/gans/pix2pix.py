@@ -31,7 +31,7 @@ from torch import nn
 from medisynth.config import FamilyConfig
 from medisynth.errors import ConfigError
 from medisynth.gans.base import GANFamily, frozen, unwrap
-from medisynth.losses import discriminator_loss, generator_loss
+from medisynth.losses import discriminator_loss, feature_matching_loss, generator_loss
 from medisynth.nets.patchgan import PatchDiscriminator
 from medisynth.nets.unet import UNet, check_divisible
 
@@ -288,10 +288,7 @@ class Pix2Pix(ImageToImageFamily):
                 if cfg.perceptual_weight > 0:
                     with torch.no_grad():
                         _, real_features = critic(torch.cat([source, target], 1), True)
-                    perceptual = sum(
-                        (f.float() - r.float()).abs().mean()
-                        for f, r in zip(fake_features, real_features, strict=True)
-                    ) / len(fake_features)
+                    perceptual = feature_matching_loss(fake_features, real_features)
                     total = total + cfg.perceptual_weight * perceptual
                 diversity = None
                 if cfg.diversity_weight > 0:  # mode seeking: |G(s, z1) - G(s, z2)| / |z1 - z2|

@@ -38,7 +38,7 @@ from medisynth.config import FamilyConfig
 from medisynth.errors import ConfigError
 from medisynth.gans.base import frozen, unwrap
 from medisynth.gans.pix2pix import GRID_IMAGES, ImageToImageFamily
-from medisynth.losses import discriminator_loss, generator_loss
+from medisynth.losses import discriminator_loss, feature_matching_loss, generator_loss
 from medisynth.nets.patchgan import PatchDiscriminator
 from medisynth.nets.srresnet import SRResNet, downsample, upsample
 
@@ -206,10 +206,7 @@ class SRGAN(ImageToImageFamily):
                 if cfg.perceptual_weight > 0:
                     with torch.no_grad():
                         _, real_features = critic(hr, True)
-                    perceptual = sum(
-                        (f.float() - r.float()).abs().mean()
-                        for f, r in zip(fake_features, real_features, strict=True)
-                    ) / len(fake_features)
+                    perceptual = feature_matching_loss(fake_features, real_features)
                     total = total + cfg.perceptual_weight * perceptual
             ctx.backward(total)
             ctx.step(self.optimizers["generator"])
