@@ -33,6 +33,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,9 +41,18 @@ import numpy as np
 import torch
 
 from medisynth.data.image import Image
-from medisynth.data.intensity import DEFAULT_PERCENTILES, IntensityMap
+from medisynth.data.intensity import IntensityMap
 from medisynth.errors import ConfigError, MedisynthError
+from medisynth.export.png import PngStorage, png_storage
 from medisynth.package import ModelPackage, load_package
+from medisynth.translate import (
+    check_modality,
+    input_jobs,
+    output_for,
+    scaling_map,
+    slice_axis,
+    write_output,
+)
 
 if TYPE_CHECKING:
     from medisynth.gans.srgan import SRGAN
@@ -91,19 +101,7 @@ def input_map(package: ModelPackage, array: np.ndarray, scaling: str = "auto") -
     model's percentiles refitted on this input (MR has no absolute unit). ``"auto"``:
     ``"input"`` for percentile maps, ``"model"`` otherwise.
     """
-    saved = package.data.intensity_map
-    if scaling not in ("auto", "model", "input"):
-        raise ConfigError(f"input scaling must be auto, model or input, got {scaling!r}")
-    if scaling == "model" or (scaling == "auto" and saved.kind != "percentile"):
-        return saved
-    return IntensityMap.percentile([array], DEFAULT_PERCENTILES, modality=saved.modality)
-
-
-def _slice_axis(package: ModelPackage, axis: int | None) -> int:
-    axis = package.config.data.axis if axis is None else axis
-    if axis not in (0, 1, 2):
-        raise ConfigError(f"slice axis must be 0, 1 or 2, got {axis}")
-    return axis
+    return scaling_map(package.data.intensity_map, array, scaling)
 
 
 def enhance_array(
@@ -134,7 +132,7 @@ def enhance_array(
     if data.spatial_dims == image_dims:
         result = _super_resolve(family, scaled[None], batch_size)[0]
     else:  # a 2D model on a volume: slices along the axis
-        axis = _slice_axis(package, axis)
+        axis = slice_axis(package, axis)
         moved = scaled.movedim(axis + 1, 0)  # (S, C, H, W)
         result = _super_resolve(family, moved, batch_size).movedim(0, axis + 1)
     values = np.asarray(mapping.inverse(result.numpy()), dtype=np.float32)
@@ -161,8 +159,8 @@ def upsampled_axes(package: ModelPackage, image_dims: int, axis: int | None = No
     """The spatial axes a model upsamples in an image with ``image_dims`` axes."""
     if package.data.spatial_dims == image_dims:
         return list(range(image_dims))
-    slice_axis = _slice_axis(package, axis)
-    return [a for a in range(image_dims) if a != slice_axis]
+    kept = slice_axis(package, axis)
+    return [a for a in range(image_dims) if a != kept]
 
 
 def enhance_image(
@@ -191,27 +189,10 @@ def enhance_image(
     )
 
 
-def _write(path: Path, image: Image, package: ModelPackage, mapping: IntensityMap) -> None:
-    from medisynth.export.nifti import write_nifti
-    from medisynth.export.png import png_storage, write_png
-
-    name = path.name.lower()
-    description = f"medisynth enhanced: {package.card.get('model_id', 'srgan')}"
-    if name.endswith((".nii", ".nii.gz")):
-        write_nifti(path, image.array, affine=image.affine, description=description)
-    elif name.endswith(".png"):
-        if image.ndim != 2:
-            raise ConfigError(f"{path}: a volume cannot be written as PNG; use .nii.gz")
-        write_png(
-            path, image.array, storage=png_storage(image.source_dtype, mapping.low, mapping.high)
-        )
-    elif name.endswith(".npy"):
-        from medisynth.files import atomic_path
-
-        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            np.save(handle, image.array)
-    else:
-        raise ConfigError(f"{path}: unknown output format; use .nii.gz, .nii, .png or .npy")
+def _png_storage(package: ModelPackage, image: Image, scaling: str) -> PngStorage:
+    """PNG depth and window of the enhanced ``image``: its source type, the map that scaled it."""
+    mapping = input_map(package, image.array, scaling)
+    return png_storage(image.source_dtype, mapping.low, mapping.high)
 
 
 def enhance(
@@ -239,26 +220,22 @@ def enhance(
         scaling: ``"auto"``, ``"model"`` or ``"input"`` (see :func:`input_map`).
     """
     from medisynth.data.io import read_image
-    from medisynth.translate import input_jobs, output_for
 
     package = model if isinstance(model, ModelPackage) else load_package(model)
     family = _family(package)
     src, out = Path(input_path), Path(output)
     result = EnhanceResult(model_id=str(package.card.get("model_id", "")), scale=family.scale)
-    trained = package.data.intensity_map.modality.upper()
+    description = f"medisynth enhanced: {package.card.get('model_id', 'srgan')}"
     for path, target in input_jobs(src, out):
         image = read_image(path, modality=modality)
-        if image.modality and trained not in ("", "UNKNOWN") and image.modality.upper() != trained:
-            raise ConfigError(
-                f"{path} is {image.modality} but the model was trained on {trained} images; "
-                "give an image of the training modality (or --modality to correct a wrong label)"
-            )
+        check_modality(package.data.intensity_map, image, path)
         target = output_for(path, target, out, image, overwrite)
         try:
             enhanced = enhance_image(package, image, axis, batch_size, scaling)
         except MedisynthError as err:
             raise ConfigError(f"{path}: {err}") from None
-        _write(target, enhanced, package, input_map(package, image.array, scaling))
+        storage = partial(_png_storage, package, image, scaling)
+        write_output(target, enhanced.array, enhanced, description, storage)
         result.outputs.append(str(target))
         result.shapes.append(enhanced.spatial_shape)
         log.info("enhanced %s -> %s (x%d)", path, target, family.scale)

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +28,7 @@ import torch.nn.functional as F
 from medisynth.data.image import Image
 from medisynth.data.intensity import DEFAULT_PERCENTILES, IntensityMap
 from medisynth.errors import ConfigError, MedisynthError
+from medisynth.export.png import PngStorage, png_storage
 from medisynth.package import ModelPackage, load_package
 
 if TYPE_CHECKING:
@@ -85,11 +88,25 @@ def input_map(package: ModelPackage, array: np.ndarray, scaling: str = "auto") -
     source_map = package.data.source_intensity_map
     if source_map is None:
         raise ConfigError(f"{package.path}: the package has no source intensity map")
+    return scaling_map(source_map, array, scaling)
+
+
+def scaling_map(saved: IntensityMap, array: np.ndarray, scaling: str = "auto") -> IntensityMap:
+    """``saved`` (``"model"``), or its percentiles refitted on ``array`` (``"input"``);
+    ``"auto"`` refits percentile maps only (see :func:`input_map`)."""
     if scaling not in ("auto", "model", "input"):
-        raise ConfigError(f"source scaling must be auto, model or input, got {scaling!r}")
-    if scaling == "model" or (scaling == "auto" and source_map.kind != "percentile"):
-        return source_map
-    return IntensityMap.percentile([array], DEFAULT_PERCENTILES, modality=source_map.modality)
+        raise ConfigError(f"input scaling must be auto, model or input, got {scaling!r}")
+    if scaling == "model" or (scaling == "auto" and saved.kind != "percentile"):
+        return saved
+    return IntensityMap.percentile([array], DEFAULT_PERCENTILES, modality=saved.modality)
+
+
+def slice_axis(package: ModelPackage, axis: int | None) -> int:
+    """The axis a 2D model slices volumes along: ``axis``, else the training axis."""
+    axis = package.config.data.axis if axis is None else axis
+    if axis not in (0, 1, 2):
+        raise ConfigError(f"slice axis must be 0, 1 or 2, got {axis}")
+    return axis
 
 
 def translate_array(
@@ -133,9 +150,7 @@ def translate_array(
         out = family.translate(_resize(batch, data.spatial_shape), batch_size)
         result = _resize(out, tuple(batch.shape[2:]))[0]
     else:  # a 2D model on a volume: slices along the axis
-        axis = package.config.data.axis if axis is None else axis
-        if axis not in (0, 1, 2):
-            raise ConfigError(f"slice axis must be 0, 1 or 2, got {axis}")
+        axis = slice_axis(package, axis)
         moved = scaled.movedim(axis + 1, 0)  # (S, C, H, W)
         out = family.translate(_resize(moved, data.spatial_shape), batch_size)
         result = _resize(out, tuple(moved.shape[2:])).movedim(0, axis + 1)
@@ -143,32 +158,37 @@ def translate_array(
     return np.asarray(data.intensity_map.inverse(values), dtype=np.float32)
 
 
-def _check_modality(package: ModelPackage, image: Image, path: Path) -> None:
-    assert package.data.source_intensity_map is not None
-    trained = package.data.source_intensity_map.modality.upper()
+def check_modality(trained_on: IntensityMap, image: Image, path: Path) -> None:
+    """ConfigError when ``image`` is labelled with another modality than the model's inputs."""
+    trained = trained_on.modality.upper()
     if image.modality and trained not in ("", "UNKNOWN") and image.modality.upper() != trained:
         raise ConfigError(
-            f"{path} is {image.modality} but the model was trained on {trained} sources; "
+            f"{path} is {image.modality} but the model was trained on {trained} images; "
             "give an image of the training modality (or --modality to correct a wrong label)"
         )
 
 
-def _write(path: Path, array: np.ndarray, image: Image, package: ModelPackage) -> None:
+def write_output(
+    path: Path,
+    array: np.ndarray,
+    image: Image,
+    description: str,
+    storage: Callable[[], PngStorage],
+) -> None:
+    """Write ``array`` with ``image``'s geometry; the suffix picks NIfTI, PNG or ``.npy``.
+
+    ``storage`` gives the PNG bit depth and window; it is called for PNG outputs only.
+    """
     from medisynth.export.nifti import write_nifti
-    from medisynth.export.png import png_storage, write_png
+    from medisynth.export.png import write_png
 
     name = path.name.lower()
-    description = f"medisynth synthetic: {package.card.get('model_id', 'translation')}"
     if name.endswith((".nii", ".nii.gz")):
-        write_nifti(
-            path, array, spacing=image.spacing, affine=image.affine, description=description
-        )
+        write_nifti(path, array, affine=image.affine, description=description)
     elif name.endswith(".png"):
         if image.ndim != 2:
             raise ConfigError(f"{path}: a volume cannot be written as PNG; use .nii.gz")
-        target = package.data.intensity_map
-        storage = png_storage(package.data.source_dtype, target.low, target.high)
-        write_png(path, array, storage=storage)
+        write_png(path, array, storage=storage())
     elif name.endswith(".npy"):
         from medisynth.files import atomic_path
 
@@ -246,15 +266,19 @@ def translate(
     _family(package)
     src, out = Path(input_path), Path(output)
     result = TranslateResult(model_id=str(package.card.get("model_id", "")))
+    description = f"medisynth synthetic: {package.card.get('model_id', 'translation')}"
+    target_map = package.data.intensity_map  # outputs are in the target's units
+    storage = partial(png_storage, package.data.source_dtype, target_map.low, target_map.high)
     for path, target in input_jobs(src, out):
         image = read_image(path, modality=modality)
-        _check_modality(package, image, path)
+        assert package.data.source_intensity_map is not None  # checked by _family
+        check_modality(package.data.source_intensity_map, image, path)
         target = output_for(path, target, out, image, overwrite)
         try:
             translated = translate_array(package, image.array, axis, batch_size, source_scaling)
         except MedisynthError as err:
             raise ConfigError(f"{path}: {err}") from None
-        _write(target, translated, image, package)
+        write_output(target, translated, image, description, storage)
         if image.ndim == 3 and package.data.spatial_dims == 2:
             result.slices += image.array.shape[
                 (package.config.data.axis if axis is None else axis) + 1
