@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from medisynth.data.image import Image
 from medisynth.data.intensity import DEFAULT_PERCENTILES, IntensityMap
+from medisynth.data.io import files_with_suffixes
 from medisynth.errors import ConfigError, MedisynthError
 from medisynth.export.png import PngStorage, png_storage
 from medisynth.package import ModelPackage, load_package
@@ -203,15 +204,7 @@ def input_jobs(src: Path, out: Path) -> list[tuple[Path, Path | None]]:
     :func:`output_for`), else the one input (a file or a DICOM series folder) and ``out``."""
     if not src.exists():
         raise ConfigError(f"{src}: no such file or folder")
-    files = []
-    if src.is_dir():
-        files = sorted(
-            p
-            for p in src.iterdir()
-            if p.is_file()
-            and not p.name.startswith(".")
-            and p.name.lower().endswith(_INPUT_SUFFIXES)
-        )
+    files = files_with_suffixes(src, _INPUT_SUFFIXES) if src.is_dir() else []
     if not files:
         return [(src, out)]
     if out.exists() and not out.is_dir():

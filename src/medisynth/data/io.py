@@ -539,6 +539,23 @@ class ImageFolder:
         )
 
 
+def files_with_suffixes(folder: Path, suffixes: Sequence[str]) -> list[Path]:
+    """The visible files directly in ``folder`` whose names end in ``suffixes`` (any case),
+    sorted by name.
+
+    >>> import tempfile; folder = Path(tempfile.mkdtemp())
+    >>> for name in ("b.PNG", "a.nii.gz", ".hidden.png", "notes.txt"):
+    ...     _ = (folder / name).write_text("")
+    >>> [p.name for p in files_with_suffixes(folder, (".png", ".nii.gz"))]
+    ['a.nii.gz', 'b.PNG']
+    """
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(tuple(suffixes))
+    )
+
+
 def _is_image_file(path: Path) -> bool:
     return (
         path.is_file()

@@ -50,16 +50,12 @@ PATCHES_PER_IMAGE = 16
 
 def read_files(path: Path, modality: str | None = None) -> list[Image]:
     """The images at ``path``: one file, or a folder's image files sorted by name."""
-    from medisynth.data.io import read_image
+    from medisynth.data.io import files_with_suffixes, read_image
 
     if not path.exists():
         raise ConfigError(f"{path}: no such file or folder")
     if path.is_dir():
-        files = sorted(
-            p
-            for p in path.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(_SUFFIXES)
-        )
+        files = files_with_suffixes(path, _SUFFIXES)
         if not files:
             raise ConfigError(f"{path}: no image files")
         return [read_image(p, modality=modality) for p in files]

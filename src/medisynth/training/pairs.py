@@ -48,16 +48,12 @@ _SUFFIXES = (".nii", ".nii.gz", ".mgh", ".mgz", ".png", ".tif", ".tiff", ".jpg",
 def read_side(path: Path, modality: str | None = None) -> list[Image]:
     """The images at ``path``: a file, a DICOM series folder, or a folder of image files
     (sorted by name)."""
-    from medisynth.data.io import read_image
+    from medisynth.data.io import files_with_suffixes, read_image
 
     if not path.exists():
         raise ConfigError(f"{path}: no such file or folder")
     if path.is_dir():
-        files = sorted(
-            p
-            for p in path.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(_SUFFIXES)
-        )
+        files = files_with_suffixes(path, _SUFFIXES)
         if files:
             return [read_image(p, modality=modality) for p in files]
     return [read_image(path, modality=modality)]
