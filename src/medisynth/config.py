@@ -82,6 +82,9 @@ class DataConfig(StrictModel):
             0..K-1 or 0/255 binary masks), one per image, same grid.
         patch_size: for ``image_mask``: train on random patches of this side (a fresh crop
             per item, at the stored resolution) instead of whole images.
+        balance_classes: draw training images so that every class is seen equally often
+            (weights 1 / class size, with replacement), for a class-conditional GAN on
+            imbalanced data; the model package keeps the real class counts.
     """
 
     format: Literal[
@@ -99,6 +102,7 @@ class DataConfig(StrictModel):
     volumes: Literal["slices", "whole"] = "slices"
     mask_path: str | None = None
     patch_size: int | None = Field(default=None, ge=8, le=1024)
+    balance_classes: bool = False
 
     def resolved_path(self) -> Path:
         """``path`` with ``~`` and ``$VARS`` expanded; a ConfigError when it is missing."""

@@ -12,6 +12,7 @@ import torch
 from medisynth.config import RunConfig
 from medisynth.errors import ConfigError
 from medisynth.export.nifti import write_nifti
+from medisynth.gans.augment import augment_pair, random_blur
 from medisynth.gans.base import DataInfo
 from medisynth.gans.pix2pix import Pix2Pix, Pix2PixConfig
 from medisynth.package import load_package
@@ -41,6 +42,58 @@ def test_pix2pix_learns_target_equals_one_minus_source() -> None:
         losses = gan.train_step({"source": batch, "target": -batch})
     after = float((gan.translate(held_out) + held_out).abs().mean())
     assert set(losses) == {"d_loss", "g_adv", "l1"}
+    assert after < 0.5 * before, (before, after)
+
+
+def test_pair_augmentation_flips_both_and_changes_only_the_source_contrast() -> None:
+    torch.manual_seed(0)
+    source = torch.linspace(-1, 1, 16).view(1, 1, 1, 16).repeat(64, 1, 16, 1)
+    target = source * 0.5
+    flipped_s, flipped_t = augment_pair(source, target, ["flip"])
+    flipped = flipped_s[:, 0, 0, 0] > 0  # the ramp now starts high
+    assert 10 < int(flipped.sum()) < 54
+    assert torch.equal(flipped_t, flipped_s * 0.5)  # the pair stays aligned
+    contrast_s, contrast_t = augment_pair(source, target, ["gamma"])
+    assert torch.equal(contrast_t, target)
+    assert torch.allclose(contrast_s[..., 0], source[..., 0])  # background stays -1
+    assert torch.allclose(contrast_s[..., -1], source[..., -1])  # the maximum stays 1
+    assert (contrast_s.diff(dim=-1) > 0).all()  # a monotone curve: no contrast inversion
+    middle = contrast_s[:, 0, 0, 8]
+    assert float(middle.std()) > 0.05  # a different curve per image
+    with pytest.raises(ConfigError, match="known: flip, gamma, blur, noise"):
+        augment_pair(source, target, ["rotate"])
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_blur_and_noise_touch_only_the_source_foreground(dims: int) -> None:
+    torch.manual_seed(0)
+    source = -torch.ones(4, 1, *(16,) * dims)
+    inner = (slice(None), slice(None)) + (slice(6, 10),) * dims
+    source[inner] = torch.rand(source[inner].shape)
+    target = source.clone()
+    blurred = torch.stack([random_blur(source, max_sigma=1.5) for _ in range(20)])
+    assert (blurred != source).any()  # at least one draw blurs (sigma >= 0.3)
+    # a blur moves intensity around but keeps its sum; the far background stays -1
+    assert torch.allclose(blurred.flatten(2).mean(-1), source.flatten(1).mean(-1), atol=1e-5)
+    assert torch.allclose(blurred[..., 0], torch.tensor(-1.0), atol=1e-6)
+    noisy_s, noisy_t = augment_pair(source, target, ["noise"])
+    assert torch.equal(noisy_t, target)
+    background = source == -1
+    assert torch.equal(noisy_s[background], source[background])
+    assert (noisy_s[~background] != source[~background]).any()
+
+
+def test_augmented_training_still_learns_the_mapping() -> None:
+    torch.manual_seed(0)
+    data = DataInfo(channels=1, spatial_shape=(16, 16))
+    gan = Pix2Pix.build(Pix2PixConfig(**TINY, lr_g=2e-3, augment=["flip"]), data)
+    images = smooth_images(32)
+    held_out = smooth_images(8, seed=1)
+    before = float((gan.translate(held_out) + held_out).abs().mean())
+    for step in range(20):
+        batch = images[(step * 8) % 32 : (step * 8) % 32 + 8]
+        gan.train_step({"source": batch, "target": -batch})
+    after = float((gan.translate(held_out) + held_out).abs().mean())
     assert after < 0.5 * before, (before, after)
 
 

@@ -12,7 +12,7 @@ import torch
 from medisynth.errors import ConfigError
 from medisynth.precision import cpu_has_native_bf16
 from medisynth.training.checkpoint import load_checkpoint
-from medisynth.training.data import EpochBatchSampler
+from medisynth.training.data import EpochBatchSampler, class_balanced_weights
 from medisynth.training.engine import (
     Trainer,
     TrainingDivergedError,
@@ -166,6 +166,35 @@ def test_batch_sampler_shards_and_resumes() -> None:
     assert take(EpochBatchSampler(20, 4, seed=1, start_batch=4), 2) == single[4:]
     with pytest.raises(ConfigError, match="fewer than one batch"):
         EpochBatchSampler(3, 4, seed=0)
+
+
+def test_class_balanced_sampling_evens_out_classes_and_resumes() -> None:
+    labels = [0] * 90 + [1] * 10
+    weights = class_balanced_weights(labels)
+    sampler = EpochBatchSampler(100, 10, seed=3, weights=weights)
+    it = iter(sampler)
+    drawn = [labels[i] for _ in range(50) for i in next(it)]
+    assert 0.4 < sum(drawn) / len(drawn) < 0.6  # the 10% class is drawn about half the time
+    first = [
+        next(iter(EpochBatchSampler(100, 10, seed=3, weights=weights, start_batch=k)))
+        for k in range(12)
+    ]
+    it = iter(sampler)
+    assert first == [next(it) for _ in range(12)]
+    with pytest.raises(ConfigError, match="one sampling weight per item"):
+        EpochBatchSampler(100, 10, seed=3, weights=weights[:50])
+
+
+def test_balance_classes_setting_reaches_the_sampler(tiny_run) -> None:  # type: ignore[no-untyped-def]
+    from medisynth.config import RunConfig
+
+    plain = tiny_run(steps=2)
+    data = {**plain.data.model_dump(), "balance_classes": True}
+    config = RunConfig.from_dict({**plain.model_dump(), "data": data})
+    trainer = Trainer(config)
+    result = trainer.fit()
+    assert result.steps == 2
+    assert trainer._sampling_weights() is not None and plain.data.balance_classes is False
 
 
 def test_cpu_threads_are_shared_among_local_processes(monkeypatch: pytest.MonkeyPatch) -> None:

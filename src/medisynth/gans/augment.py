@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from medisynth.errors import ConfigError
 
 AUGMENTATIONS: tuple[str, ...] = ("translation", "cutout")
+PAIR_AUGMENTATIONS: tuple[str, ...] = ("flip", "gamma", "blur", "noise")
 
 
 def random_translation(x: torch.Tensor, ratio: float = 0.125, fill: float = -1.0) -> torch.Tensor:
@@ -72,3 +73,80 @@ def diff_augment(x: torch.Tensor, policy: Sequence[str]) -> torch.Tensor:
         else:
             raise ConfigError(f"unknown augmentation {name!r}; known: {', '.join(AUGMENTATIONS)}")
     return x
+
+
+def random_gamma(x: torch.Tensor, max_gamma: float = 1.5) -> torch.Tensor:
+    """Raise each image, mapped from [-1, 1] to [0, 1], to a random power in ``[1/max_gamma,
+    max_gamma]`` (log-uniform): a contrast change that keeps the background (-1) and the
+    brightest value (1) where they are, as between two scanners' renderings of one tissue."""
+    n = x.shape[0]
+    log_gamma = (torch.rand((n,) + (1,) * (x.ndim - 1), device=x.device) * 2 - 1) * float(
+        torch.log(torch.tensor(max_gamma))
+    )
+    unit = ((x.float() + 1) / 2).clamp(0, 1)
+    return (unit ** log_gamma.exp() * 2 - 1).to(x.dtype)
+
+
+def random_blur(x: torch.Tensor, max_sigma: float = 1.5) -> torch.Tensor:
+    """Gaussian blur with one random sigma in ``[0, max_sigma]`` pixels for the whole batch (a
+    thicker slice or a lower resolution than the training scan's); every spatial axis."""
+    sigma = float(torch.rand(())) * max_sigma
+    if sigma < 0.3:
+        return x
+    radius = int(3 * sigma + 0.5)
+    taps = torch.arange(-radius, radius + 1, device=x.device, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).to(x.dtype)
+    channels = x.shape[1]
+    conv = F.conv2d if x.ndim == 4 else F.conv3d
+    out = x
+    for axis in range(2, x.ndim):
+        shape = [1, 1] + [1] * (x.ndim - 2)
+        shape[axis] = kernel.numel()
+        pad = [0, 0] * (x.ndim - 2)
+        pad[2 * (x.ndim - 1 - axis) : 2 * (x.ndim - axis)] = [radius, radius]
+        out = F.pad(out, pad, mode="replicate")  # edges keep their value (the background)
+        out = conv(out, kernel.view(shape).expand(channels, *shape[1:]), groups=channels)
+    return out
+
+
+def random_noise(x: torch.Tensor, max_std: float = 0.1) -> torch.Tensor:
+    """Gaussian noise of a random strength per image (up to ``max_std`` of the [-1, 1] range)
+    inside the foreground (> -1); the background stays -1."""
+    n = x.shape[0]
+    std = torch.rand((n,) + (1,) * (x.ndim - 1), device=x.device) * max_std
+    noisy = (x + torch.randn_like(x) * std).clamp(-1, 1)
+    return torch.where(x > -1, noisy, x)
+
+
+def augment_pair(
+    source: torch.Tensor, target: torch.Tensor, policy: Sequence[str]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Augment paired training images: ``"flip"`` mirrors source and target together along the
+    last axis (left-right in a radiological or neurological slice); ``"gamma"``, ``"blur"`` and
+    ``"noise"`` change the source only (:func:`random_gamma`, :func:`random_blur`,
+    :func:`random_noise`), so the model learns a mapping that does not hinge on one scan's
+    intensity curve, sharpness or noise level.
+
+    >>> import torch
+    >>> s, t = torch.rand(2, 1, 4, 4) * 2 - 1, torch.rand(2, 1, 4, 4)
+    >>> [a.shape for a in augment_pair(s, t, ["flip", "gamma"])]
+    [torch.Size([2, 1, 4, 4]), torch.Size([2, 1, 4, 4])]
+    """
+    for name in policy:
+        if name == "flip":
+            flip = torch.rand(source.shape[0], device=source.device) < 0.5
+            view = (-1,) + (1,) * (source.ndim - 1)
+            source = torch.where(flip.view(view), source.flip(-1), source)
+            target = torch.where(flip.view(view), target.flip(-1), target)
+        elif name == "gamma":
+            source = random_gamma(source)
+        elif name == "blur":
+            source = random_blur(source)
+        elif name == "noise":
+            source = random_noise(source)
+        else:
+            raise ConfigError(
+                f"unknown pair augmentation {name!r}; known: {', '.join(PAIR_AUGMENTATIONS)}"
+            )
+    return source, target

@@ -30,6 +30,7 @@ from torch import nn
 
 from medisynth.config import FamilyConfig
 from medisynth.errors import ConfigError
+from medisynth.gans.augment import augment_pair
 from medisynth.gans.base import GANFamily, frozen, unwrap
 from medisynth.losses import discriminator_loss, feature_matching_loss, generator_loss
 from medisynth.nets.patchgan import PatchDiscriminator
@@ -197,6 +198,10 @@ class Pix2PixConfig(FamilyConfig):
         perceptual_weight: weight of the MedGAN perceptual loss on D's features (0 = off).
         lr_g, lr_d: Adam learning rates.
         betas: Adam betas.
+        augment: training augmentations of the pairs: ``"flip"`` (source and target mirrored
+            together), ``"gamma"``, ``"blur"`` and ``"noise"`` (random contrast curve, blur or
+            noise on the source only), for models that must work on scans other than the
+            training ones (see :func:`medisynth.gans.augment.augment_pair`).
     """
 
     family: Literal["pix2pix"] = "pix2pix"
@@ -215,6 +220,7 @@ class Pix2PixConfig(FamilyConfig):
     lr_g: float = Field(default=2e-4, gt=0)
     lr_d: float = Field(default=2e-4, gt=0)
     betas: tuple[float, float] = (0.5, 0.999)
+    augment: list[Literal["flip", "gamma", "blur", "noise"]] = Field(default_factory=list)
 
 
 class Pix2Pix(ImageToImageFamily):
@@ -260,6 +266,8 @@ class Pix2Pix(ImageToImageFamily):
         cfg, ctx = self.config, self.context
         generator, discriminator = self.nets["generator"], self.nets["discriminator"]
         source, target = self._pair(batch)
+        if cfg.augment:
+            source, target = augment_pair(source, target, cfg.augment)
         inputs = self.with_noise(source)
         with ctx.autocast():
             fake = generator(inputs)

@@ -11,7 +11,7 @@ True
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -170,6 +170,17 @@ def load_training_data(config: DataConfig) -> tuple[LabeledImageDataset, DataInf
     return dataset, info
 
 
+def class_balanced_weights(labels: Sequence[int] | torch.Tensor) -> torch.Tensor:
+    """Sampling weights that draw every class equally often (1 / the size of its class).
+
+    >>> class_balanced_weights([0, 0, 0, 1]).tolist()
+    [0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 1.0]
+    """
+    labels = torch.as_tensor(labels, dtype=torch.int64)
+    counts = torch.bincount(labels).to(torch.float64)
+    return 1.0 / counts[labels]
+
+
 class EpochBatchSampler(Sampler[list[int]]):
     """Endless batches of indices: a fresh permutation each epoch, seeded by ``(seed, epoch)``.
 
@@ -177,6 +188,9 @@ class EpochBatchSampler(Sampler[list[int]]):
     (``start_batch=k``) sees exactly the batches an uninterrupted run would. With several
     processes each takes every ``world_size``-th batch of the same global order. Incomplete
     batches at the end of an epoch are dropped.
+
+    With ``weights`` (one per item) an epoch is ``num_items`` draws with replacement in
+    proportion to them instead of a permutation (see :func:`class_balanced_weights`).
     """
 
     def __init__(
@@ -187,6 +201,7 @@ class EpochBatchSampler(Sampler[list[int]]):
         rank: int = 0,
         world_size: int = 1,
         start_batch: int = 0,
+        weights: Sequence[float] | torch.Tensor | None = None,
     ) -> None:
         global_batch = batch_size * world_size
         if num_items < global_batch:
@@ -201,14 +216,21 @@ class EpochBatchSampler(Sampler[list[int]]):
         self.world_size = world_size
         self.start_batch = start_batch
         self.batches_per_epoch = num_items // global_batch
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        if self.weights is not None and self.weights.shape != (num_items,):
+            raise ConfigError(f"need one sampling weight per item ({num_items})")
 
     def __iter__(self) -> Iterator[list[int]]:
         step = self.start_batch
         while True:
             epoch, position = divmod(step, self.batches_per_epoch)
-            order = torch.randperm(
-                self.num_items, generator=torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-            )
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            if self.weights is None:
+                order = torch.randperm(self.num_items, generator=generator)
+            else:
+                order = torch.multinomial(
+                    self.weights, self.num_items, replacement=True, generator=generator
+                )
             start = (position * self.world_size + self.rank) * self.batch_size
             yield order[start : start + self.batch_size].tolist()
             step += 1

@@ -52,7 +52,11 @@ from medisynth.training.checkpoint import (
     save_checkpoint,
     seed_everything,
 )
-from medisynth.training.data import EpochBatchSampler, load_training_data
+from medisynth.training.data import (
+    EpochBatchSampler,
+    class_balanced_weights,
+    load_training_data,
+)
 from medisynth.training.distributed import (
     DistInfo,
     any_rank,
@@ -241,6 +245,18 @@ class Trainer:
         # each process draws its own noise from here on
         seed_everything(cfg.seed + 1_000_003 * (dist_info.rank + 1))
 
+    def _sampling_weights(self) -> torch.Tensor | None:
+        """Class-balanced weights when ``data.balance_classes`` is set, else ``None``."""
+        if not self.config.data.balance_classes:
+            return None
+        labels = getattr(self._dataset, "labels", None)
+        if labels is None:
+            raise ConfigError(
+                f"data.balance_classes needs labelled data; data.format "
+                f"{self.config.data.format!r} has no class labels"
+            )
+        return class_balanced_weights(labels)
+
     def _batches(self, start_batch: int, dist_info: DistInfo) -> Iterator[dict[str, torch.Tensor]]:
         assert self._dataset is not None
         sampler = EpochBatchSampler(
@@ -250,6 +266,7 @@ class Trainer:
             dist_info.rank,
             dist_info.world_size,
             start_batch=start_batch,
+            weights=self._sampling_weights(),
         )
         loader = DataLoader(
             self._dataset,
