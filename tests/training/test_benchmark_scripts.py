@@ -82,3 +82,21 @@ def test_drive_mask2image_on_a_tiny_drive_like_folder(tmp_path: Path) -> None:
     labels = sorted((tmp_path / "work" / "labels").glob("*.png"))
     assert [p.name for p in labels] == ["21_labels.png", "22_labels.png"]
     assert set(np.unique(np.asarray(Image.open(labels[0]))).tolist()) == {0, 1, 2}
+
+
+def test_translation_benchmark_finds_a_known_z_offset() -> None:
+    """Two 'contrasts' of one synthetic head, the second inverted and moved by 2 slices."""
+    import numpy as np
+    from scipy import ndimage
+
+    bench = load("brain_translation")
+    rng = np.random.default_rng(0)
+    xx, yy, zz = np.mgrid[:32, :32, :24]
+    head = ((xx - 16) ** 2 + (yy - 16) ** 2 + (zz - 12) ** 2 < 100).astype(np.float32)
+    tissue = ndimage.gaussian_filter(rng.random(head.shape).astype(np.float32), 1.5)
+    source = (1 + tissue) * head
+    other = (3 - tissue) * head  # another contrast: the tissue intensities inverted
+    moved = bench.shifted(other, 2)
+    assert bench.z_offset(source, moved) == -2
+    assert bench.z_offset(source, other) == 0
+    assert np.array_equal(bench.shifted(moved, -2)[..., :-2], other[..., :-2])
