@@ -12,6 +12,7 @@ torch.Size([4, 1, 8, 8])
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -80,8 +81,8 @@ def random_gamma(x: torch.Tensor, max_gamma: float = 1.5) -> torch.Tensor:
     max_gamma]`` (log-uniform): a contrast change that keeps the background (-1) and the
     brightest value (1) where they are, as between two scanners' renderings of one tissue."""
     n = x.shape[0]
-    log_gamma = (torch.rand((n,) + (1,) * (x.ndim - 1), device=x.device) * 2 - 1) * float(
-        torch.log(torch.tensor(max_gamma))
+    log_gamma = (torch.rand((n,) + (1,) * (x.ndim - 1), device=x.device) * 2 - 1) * math.log(
+        max_gamma
     )
     unit = ((x.float() + 1) / 2).clamp(0, 1)
     return (unit ** log_gamma.exp() * 2 - 1).to(x.dtype)
