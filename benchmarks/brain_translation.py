@@ -26,6 +26,7 @@ target. The issue's reference figure for the best of these is printed beside the
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import time
@@ -99,13 +100,18 @@ def shifted(volume: np.ndarray, shift: int) -> np.ndarray:
     return out
 
 
+@functools.cache
 def pair(case: str, task: str, align: bool) -> tuple[np.ndarray, np.ndarray, int]:
     """A case's source and target volumes; with ``align`` the target is moved by
-    :func:`z_offset` (the shift is returned)."""
+    :func:`z_offset` (the shift is returned). Cached: the baselines, the training and the
+    scoring of a run all read the same pairs (read-only)."""
     src_path, tgt_path = case_paths(case, task)
     source, target = load(src_path), load(tgt_path)
     shift = z_offset(source, target) if align else 0
-    return source, shifted(target, shift) if shift else target, shift
+    if shift:
+        target = shifted(target, shift)
+    source.flags.writeable = target.flags.writeable = False  # shared by the callers
+    return source, target, shift
 
 
 def normalise(volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -194,7 +200,7 @@ def train_and_translate(
     run_dir = out / f"{task}_{family}{tag}_{train}_to_{test}"
     src, tgt = case_paths(train, task)
     if align:  # train on the z-aligned target, written next to the run
-        source, target, shift = pair(train, task, align)
+        _, target, shift = pair(train, task, align)
         if shift:
             tgt = run_dir.parent / f"{train}_{task}_target_z{shift:+d}.nii.gz"
             write_like(tgt, target, src)

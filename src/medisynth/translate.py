@@ -273,9 +273,7 @@ def translate(
             raise ConfigError(f"{path}: {err}") from None
         write_output(target, translated, image, description, storage)
         if image.ndim == 3 and package.data.spatial_dims == 2:
-            result.slices += image.array.shape[
-                (package.config.data.axis if axis is None else axis) + 1
-            ]
+            result.slices += image.array.shape[slice_axis(package, axis) + 1]
         else:
             result.slices += 1
         result.outputs.append(str(target))
