@@ -48,13 +48,15 @@ def shape_stats(volumes: np.ndarray) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("package", help="a trained multiscale model package")
-    parser.add_argument("--real", required=True, help="MedMNIST-layout npz (its test split)")
+    parser.add_argument(
+        "--real", required=True, help="MedMNIST-layout npz (its test split) or a folder of volumes"
+    )
     parser.add_argument("-n", type=int, default=32, help="synthetic volumes per class")
     parser.add_argument("--figure", type=Path, help="PNG: 4 synthetic + 4 real per class")
     parser.add_argument("--json", type=Path, help="write the statistics here")
     args = parser.parse_args()
 
-    from medisynth.data.io import read_medmnist
+    from medisynth.data.io import read_image_folder, read_medmnist
     from medisynth.gans.multiscale import orthogonal_slices
     from medisynth.package import load_package
     from medisynth.training.logging import save_image_grid
@@ -62,9 +64,15 @@ def main() -> int:
     package = load_package(args.package)
     family = package.family
     family.prepare_for_sampling()
-    arrays = read_medmnist(args.real)
-    real = family.data.intensity_map.forward(arrays.images["test"].astype(np.float32))
-    labels = arrays.labels["test"].reshape(len(real), -1)[:, 0]
+    if Path(args.real).is_dir():  # e.g. the training volumes of a model without a test split
+        folder = read_image_folder(args.real, labels="none")
+        stored, labels, real_name = folder.images, folder.labels, "real"
+    else:
+        arrays = read_medmnist(args.real)
+        stored = arrays.images["test"]
+        labels = arrays.labels["test"].reshape(len(stored), -1)[:, 0]
+        real_name = "real test"
+    real = family.data.intensity_map.forward(stored.astype(np.float32))
     classes = list(range(max(1, family.num_classes)))
     rows: dict[str, dict[str, float]] = {}
     views = []
@@ -75,7 +83,7 @@ def main() -> int:
         mine = real[labels == c] if family.num_classes else real
         name = package.class_names[c] if family.num_classes else "all"
         rows[f"synthetic {name}"] = shape_stats(fake)
-        rows[f"real test {name}"] = shape_stats(mine)
+        rows[f"{real_name} {name}"] = shape_stats(mine)
         views += [torch.from_numpy(fake[:4]), torch.from_numpy(mine[:4])]
     seconds = time.perf_counter() - start
     print(f"{'set':<24} " + " ".join(f"{k:>24}" for k in next(iter(rows.values()))))
@@ -94,7 +102,7 @@ def main() -> int:
         if name.startswith("synthetic")
         and (
             stats["empty_%"] > 50
-            or stats["spread"] < 0.25 * rows[name.replace("synthetic", "real test")]["spread"]
+            or stats["spread"] < 0.25 * rows[name.replace("synthetic", real_name)]["spread"]
         )
     ]
     if collapsed:

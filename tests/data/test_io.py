@@ -334,3 +334,21 @@ def test_empty_folder_is_an_error(tmp_path: Path) -> None:
         read_image(tmp_path)
     with pytest.raises(ReadError, match="no image files"):
         read_image_folder(tmp_path)
+
+
+def test_folder_of_volumes_keeps_a_shared_spacing(tmp_path: Path) -> None:
+    import nibabel as nib
+
+    def volume(name: str, zooms: tuple[float, float, float]) -> None:
+        nib.save(
+            nib.Nifti1Image(np.zeros((4, 5, 6), np.float32), np.diag([*zooms, 1.0])),
+            str(tmp_path / name),
+        )
+
+    volume("a.nii.gz", (1.0, 1.0, 2.5))
+    volume("b.nii.gz", (1.0, 1.0, 2.5))
+    folder = read_image_folder(tmp_path)
+    assert folder.images.shape == (2, 1, 4, 5, 6)
+    assert folder.spacing == (1.0, 1.0, 2.5)
+    volume("c.nii.gz", (1.0, 1.0, 1.0))
+    assert read_image_folder(tmp_path).spacing is None

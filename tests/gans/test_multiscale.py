@@ -15,9 +15,15 @@ from medisynth.config import RunConfig
 from medisynth.errors import ConfigError
 from medisynth.gans import get_family
 from medisynth.gans.base import DataInfo
-from medisynth.gans.multiscale import MultiScaleConfig, MultiScaleGAN, orthogonal_slices
+from medisynth.gans.multiscale import (
+    MultiScaleConfig,
+    MultiScaleGAN,
+    _crop,
+    _upsampled_crop,
+    orthogonal_slices,
+)
 from medisynth.multiscale_inference import generate_volume
-from medisynth.nets.multiscale import downsample, noise_map
+from medisynth.nets.multiscale import downsample, noise_map, upsample2
 
 TINY = {
     "levels": 2,
@@ -100,6 +106,22 @@ def test_registered_and_strict_config() -> None:
 def test_image_sides_must_fit_the_levels() -> None:
     with pytest.raises(ConfigError, match=r"multiples of 16 .*data.image_size"):
         MultiScaleGAN.build(MultiScaleConfig(**TINY), DataInfo(channels=1, spatial_shape=(28, 28)))
+
+
+@pytest.mark.parametrize("shape", [(10, 12, 10), (8, 6)])
+def test_training_patches_upsample_only_their_window_and_equal_the_whole_upsampling(
+    shape: tuple[int, ...],
+) -> None:
+    torch.manual_seed(0)
+    low = torch.rand(2, *shape)
+    whole = upsample2(low[None])[0]
+    size = (8,) * len(shape)
+    starts = [tuple(0 for _ in shape), tuple(2 * s - 8 for s in shape)]
+    starts += [tuple(2 * int(torch.randint(0, s - 3, ())) for s in shape) for _ in range(20)]
+    for start in starts:
+        torch.testing.assert_close(
+            _upsampled_crop(low, start, size), _crop(whole, start, size), rtol=0, atol=0
+        )
 
 
 @pytest.mark.parametrize("dims", [2, 3])
@@ -248,3 +270,13 @@ def test_orthogonal_slices_order() -> None:
     vol = torch.arange(27.0).view(1, 1, 3, 3, 3)
     views = orthogonal_slices(vol)
     assert torch.equal(views[0, 0], vol[0, 0, 1]) and torch.equal(views[2, 0], vol[0, 0, :, :, 1])
+
+
+def test_orthogonal_slices_of_a_box_are_centred_on_the_background() -> None:
+    vol = torch.rand(1, 1, 2, 4, 6)
+    views = orthogonal_slices(vol)
+    assert views.shape == (3, 1, 6, 6)
+    torch.testing.assert_close(views[0, 0, 1:5], vol[0, 0, 1])  # (4, 6): rows 1..4
+    torch.testing.assert_close(views[1, 0, 2:4], vol[0, 0, :, 2])  # (2, 6): rows 2, 3
+    torch.testing.assert_close(views[2, 0, 2:4, 1:5], vol[0, 0, :, :, 3])  # (2, 4)
+    assert float(views[1, 0, :2].max()) == -1.0 and float(views[2, 0, :, :1].max()) == -1.0

@@ -11,9 +11,12 @@ from medisynth.nets.resnet_generator import ResnetGenerator
 from medisynth.nets.unet import UNet, check_divisible
 
 
+@pytest.mark.parametrize("upsampling", ["transposed", "resize"])
 @pytest.mark.parametrize(("dims", "size", "depth"), [(2, 32, 4), (2, 16, 2), (3, 16, 3), (3, 8, 2)])
-def test_unet_keeps_the_shape_and_range(dims: int, size: int, depth: int) -> None:
-    net = UNet(2, 1, channels=4, depth=depth, spatial_dims=dims)
+def test_unet_keeps_the_shape_and_range(dims: int, size: int, depth: int, upsampling: str) -> None:
+    net = UNet(2, 1, channels=4, depth=depth, spatial_dims=dims, upsampling=upsampling)  # type: ignore[arg-type]
+    transposed = (torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)
+    assert any(isinstance(m, transposed) for m in net.modules()) == (upsampling == "transposed")
     x = torch.randn(2, 2, *(size,) * dims) * 3
     y = net(x)
     assert y.shape == (2, 1, *(size,) * dims)

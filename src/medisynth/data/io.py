@@ -511,6 +511,7 @@ class ImageFolder:
         skipped: ``(file, reason)`` for every file left out (with ``skip_bad=True``).
         source_dtype: the stored type of the images (the widest one seen).
         fingerprint: one fingerprint over all files read.
+        spacing: the pixel/voxel size (mm) all images share, ``None`` when they differ.
     """
 
     images: np.ndarray
@@ -522,6 +523,7 @@ class ImageFolder:
     fingerprint: str = ""
     path: str = ""
     modality: str = ""
+    spacing: tuple[float, ...] | None = None
 
     def class_counts(self) -> dict[str, int]:
         counts = Counter(int(v) for v in self.labels)
@@ -671,6 +673,7 @@ def read_image_folder(
     class_names = _sorted_classes([label for _, label, _ in read])
     index = {name: i for i, name in enumerate(class_names)}
     widest = max((img.source_dtype for _, _, img in read), key=lambda d: np.dtype(d).itemsize)
+    spacings = {tuple(round(float(v), 6) for v in img.spacing) for _, _, img in read}
 
     return ImageFolder(
         images=np.stack([img.array for _, _, img in read]),
@@ -684,6 +687,7 @@ def read_image_folder(
         ),
         path=str(root),
         modality=(modality or _shared_modality([img for _, _, img in read])).upper(),
+        spacing=spacings.pop() if len(spacings) == 1 else None,
     )
 
 

@@ -139,6 +139,19 @@ def _crop(x: torch.Tensor, start: tuple[int, ...], size: tuple[int, ...]) -> tor
     return x[index]
 
 
+def _upsampled_crop(
+    low: torch.Tensor, start: tuple[int, ...], size: tuple[int, ...]
+) -> torch.Tensor:
+    """``_crop(upsample2(low), start, size)`` for even ``start``/``size``, upsampling only the
+    window that patch needs (plus the one-voxel margin linear interpolation reads)."""
+    sides = low.shape[1:]
+    lo = [max(s // 2 - 1, 0) for s in start]
+    hi = [min(s // 2 + n // 2 + 1, d) for s, n, d in zip(start, size, sides, strict=True)]
+    window = low[(slice(None),) + tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
+    up = upsample2(window[None])[0]
+    return _crop(up, tuple(s - 2 * a for s, a in zip(start, lo, strict=True)), size)
+
+
 class MultiScaleGAN(GANFamily):
     """Level-0 GAN + per-level patch GANs trained together (see the module doc)."""
 
@@ -247,7 +260,6 @@ class MultiScaleGAN(GANFamily):
             ]
             ups, targets, cond_patches = [], [], []
             for lvl in range(1, levels + 1):
-                up = upsample2(reals[lvl - 1])
                 size = self.patch_shapes[lvl]
                 picks = []
                 for _ in range(cfg.patches_per_volume):
@@ -257,7 +269,8 @@ class MultiScaleGAN(GANFamily):
                             for s, p in zip(self.shapes[lvl], size, strict=True)
                         )
                         picks.append((i, start))
-                ups.append(torch.stack([_crop(up[i], s, size) for i, s in picks]))
+                low = reals[lvl - 1]
+                ups.append(torch.stack([_upsampled_crop(low[i], s, size) for i, s in picks]))
                 targets.append(torch.stack([_crop(reals[lvl][i], s, size) for i, s in picks]))
                 c = conds[lvl]
                 cond_patches.append(
@@ -425,18 +438,26 @@ class MultiScaleGAN(GANFamily):
             generator=torch.Generator().manual_seed(GRID_SEED),
             conditions=conditions,
         )
-        shape = self.data.spatial_shape
-        if len(shape) == 3 and len(set(shape)) == 1:
+        if len(self.data.spatial_shape) == 3:
             return orthogonal_slices(images), 3
         return images, count
 
 
-def orthogonal_slices(volumes: torch.Tensor) -> torch.Tensor:
-    """``(N, C, D, D, D)`` -> ``(3N, C, D, D)``: each volume's three mid-slices (axes 0, 1, 2).
+def orthogonal_slices(volumes: torch.Tensor, fill: float = -1.0) -> torch.Tensor:
+    """``(N, C, D, H, W)`` -> ``(3N, C, S, S)``: each volume's three mid-slices (axes 0, 1, 2),
+    centred on ``fill`` (the background, -1 in model units) up to the longest side ``S``.
 
     >>> orthogonal_slices(torch.zeros(2, 1, 8, 8, 8)).shape
     torch.Size([6, 1, 8, 8])
+    >>> orthogonal_slices(torch.zeros(1, 1, 4, 6, 8)).shape
+    torch.Size([3, 1, 8, 8])
     """
     d, h, w = volumes.shape[2:]
-    views = [volumes[:, :, d // 2], volumes[:, :, :, h // 2], volumes[:, :, :, :, w // 2]]
+    side = max(d, h, w)
+    views = []
+    for view in (volumes[:, :, d // 2], volumes[:, :, :, h // 2], volumes[:, :, :, :, w // 2]):
+        rows, cols = view.shape[2:]
+        top, left = (side - rows) // 2, (side - cols) // 2
+        pad = (left, side - cols - left, top, side - rows - top)
+        views.append(torch.nn.functional.pad(view, pad, value=fill))
     return torch.stack(views, dim=1).flatten(0, 1)

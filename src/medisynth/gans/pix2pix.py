@@ -34,7 +34,7 @@ from medisynth.gans.augment import augment_pair
 from medisynth.gans.base import GANFamily, frozen, unwrap
 from medisynth.losses import discriminator_loss, feature_matching_loss, generator_loss
 from medisynth.nets.patchgan import PatchDiscriminator
-from medisynth.nets.unet import UNet, check_divisible
+from medisynth.nets.unet import UNet, Upsampling, check_divisible
 
 GRID_IMAGES = 8  # pairs kept from the first batch for monitoring grids
 
@@ -181,6 +181,9 @@ class Pix2PixConfig(FamilyConfig):
     Attributes:
         g_channels: U-Net width (first level).
         g_depth: U-Net stride-2 levels; image sides must be divisible by ``2 ** g_depth``.
+        g_upsampling: U-Net decoder upsampling, ``"transposed"`` (pix2pix's 4x4 stride-2
+            transposed convolutions) or ``"resize"`` (nearest x2 + 3x3 convolution, free of
+            checkerboard artefacts).
         dropout: decoder dropout during training (off at inference: it varies little).
         noise_channels: standard-normal noise maps appended to the source, at training and
             at inference, so one source (e.g. a mask) gives several images (0: deterministic).
@@ -207,6 +210,7 @@ class Pix2PixConfig(FamilyConfig):
     family: Literal["pix2pix"] = "pix2pix"
     g_channels: int = Field(default=64, ge=1)
     g_depth: int = Field(default=5, ge=2, le=8)
+    g_upsampling: Upsampling = "transposed"
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     noise_channels: int = Field(default=0, ge=0)
     noise_cell: int = Field(default=1, ge=1)
@@ -242,6 +246,7 @@ class Pix2Pix(ImageToImageFamily):
             data.spatial_dims,
             cfg.norm,
             cfg.dropout,
+            cfg.g_upsampling,
         )
         self.nets["generator"] = generator.to(self.context.device)
         if not training:

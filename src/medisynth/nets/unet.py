@@ -2,7 +2,9 @@
 
 An encoder of 4x4 stride-2 convolutions, a decoder of 4x4 stride-2 transposed convolutions and a
 skip connection from every encoder level to the decoder level of the same size (Isola et al.
-2017). Each spatial side must be divisible by ``2 ** depth``.
+2017). Each spatial side must be divisible by ``2 ** depth``. ``upsampling="resize"`` replaces
+the transposed convolutions by nearest-neighbour x2 resizing + a 3x3 convolution, which cannot
+make the checkerboard pattern of overlapping transposed kernels (Odena et al., Distill 2016).
 
 >>> import torch
 >>> net = UNet(1, 1, channels=8, depth=3)
@@ -10,6 +12,8 @@ skip connection from every encoder level to the decoder level of the same size (
 torch.Size([2, 1, 16, 16])
 >>> UNet(2, 1, channels=4, depth=2, spatial_dims=3)(torch.zeros(1, 2, 8, 8, 8)).shape
 torch.Size([1, 1, 8, 8, 8])
+>>> UNet(1, 1, channels=4, depth=2, upsampling="resize")(torch.zeros(1, 1, 8, 8)).shape
+torch.Size([1, 1, 8, 8])
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from medisynth.errors import ConfigError
 from medisynth.nets.layers import conv_transpose_type, conv_type
 
 Norm = Literal["instance", "batch", "none"]
+Upsampling = Literal["transposed", "resize"]
 
 
 def norm_layer(kind: str, channels: int, spatial_dims: int) -> nn.Module:
@@ -58,6 +63,8 @@ class UNet(nn.Module):
         spatial_dims: 2 or 3.
         norm: ``"instance"``, ``"batch"`` or ``"none"``.
         dropout: dropout in the three innermost decoder levels (pix2pix's noise; 0 = off).
+        upsampling: ``"transposed"`` (4x4 stride-2 transposed convolutions, pix2pix) or
+            ``"resize"`` (nearest x2 + 3x3 convolution: no checkerboard artefacts).
     """
 
     def __init__(
@@ -69,11 +76,21 @@ class UNet(nn.Module):
         spatial_dims: int = 2,
         norm: Norm = "instance",
         dropout: float = 0.0,
+        upsampling: Upsampling = "transposed",
     ) -> None:
         super().__init__()
         if depth < 2:
             raise ConfigError(f"UNet depth must be at least 2, got {depth}")
-        conv, up = conv_type(spatial_dims), conv_transpose_type(spatial_dims)
+        conv = conv_type(spatial_dims)
+
+        def up(width_in: int, width_out: int, bias: bool = True) -> nn.Module:
+            if upsampling == "resize":
+                return nn.Sequential(
+                    nn.Upsample(scale_factor=2, mode="nearest"),
+                    conv(width_in, width_out, 3, 1, 1, bias=bias),
+                )
+            return conv_transpose_type(spatial_dims)(width_in, width_out, 4, 2, 1, bias=bias)
+
         self.depth = depth
         self.spatial_dims = spatial_dims
         widths = [min(channels * 2**i, channels * 8) for i in range(depth)]
@@ -93,14 +110,14 @@ class UNet(nn.Module):
             width_in = widths[i] if i == depth - 1 else 2 * widths[i]
             layers: list[nn.Module] = [
                 nn.ReLU(),
-                up(width_in, widths[i - 1], 4, 2, 1, bias=norm == "none"),
+                up(width_in, widths[i - 1], bias=norm == "none"),
                 norm_layer(norm, widths[i - 1], spatial_dims),
             ]
             if dropout > 0 and i >= depth - 3:
                 layers.append(nn.Dropout(dropout))
             ups.append(nn.Sequential(*layers))
         self.ups = nn.ModuleList(ups)
-        self.final = nn.Sequential(nn.ReLU(), up(2 * widths[0], out_channels, 4, 2, 1), nn.Tanh())
+        self.final = nn.Sequential(nn.ReLU(), up(2 * widths[0], out_channels), nn.Tanh())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []

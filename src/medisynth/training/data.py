@@ -59,7 +59,7 @@ def _read_files(
         names = list(config.class_names or folder.class_names)
         modality = folder.modality
         source = f"image folder: {len(images)} images, classes {folder.class_names}"
-        spacing = None
+        spacing = folder.spacing
         source_dtype, fingerprint = folder.source_dtype, folder.fingerprint
     else:
         volume = read_image(path, modality=config.modality)
