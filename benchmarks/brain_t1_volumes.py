@@ -105,11 +105,11 @@ def prepare(name: str, rel: str, rule: str, shape: tuple[int, ...]) -> tuple[np.
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for the NIfTI volumes")
     parser.add_argument("--shape", type=int, nargs=3, default=[160, 192, 160])
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     import nibabel as nib
 

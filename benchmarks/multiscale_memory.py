@@ -212,13 +212,14 @@ def tile_edges(size: int, tile: int, overlap: int) -> list[int]:
     return sorted(e for e in edges if 0 < e < size)
 
 
-def seam_ratio(volume: np.ndarray, edges: list[int]) -> float:
-    """Mean |finite difference| across tile edges / everywhere else (all axes; 1.0 = no seams)."""
+def seam_ratio(volume: np.ndarray, edges: list[list[int]]) -> float:
+    """Mean |finite difference| across tile edges (``edges[axis]``) / everywhere else (all axes;
+    1.0 = no seams)."""
     border, interior = [], []
     for axis in range(volume.ndim):
         diff = np.abs(np.diff(volume, axis=axis))
         position = np.zeros(diff.shape[axis], bool)
-        position[[e - 1 for e in edges]] = True
+        position[[e - 1 for e in edges[axis]]] = True
         index: list[object] = [np.newaxis] * volume.ndim
         index[axis] = slice(None)
         mask = np.broadcast_to(position[tuple(index)], diff.shape)
@@ -228,7 +229,11 @@ def seam_ratio(volume: np.ndarray, edges: list[int]) -> float:
 
 
 def seam_table(  # type: ignore[no-untyped-def]
-    family, size: int, tile: int, seeds: int = 2, starts: list[np.ndarray] | None = None
+    family,
+    shape: tuple[int, ...],
+    tile: int,
+    seeds: int = 2,
+    starts: list[np.ndarray] | None = None,
 ) -> list[tuple[str, float, float]]:
     """Seam ratios of each tiling, at its own tile edges and at the naive tiling's edges.
 
@@ -238,7 +243,7 @@ def seam_table(  # type: ignore[no-untyped-def]
     from medisynth.multiscale_inference import TileSettings, synthesize
 
     g = family.inference_generator()
-    naive_edges = tile_edges(size, tile, 0)
+    naive_edges = [tile_edges(side, tile, 0) for side in shape]
     rows = []
     for name, settings in [
         ("tiled: margin + linear blending", TileSettings(tile=tile, overlap=8)),
@@ -246,12 +251,16 @@ def seam_table(  # type: ignore[no-untyped-def]
         ("naive: no margin, no overlap", TileSettings(tile=tile, overlap=0, margin=0, ramp="none")),
         ("whole volume in one pass", TileSettings(tile=4096)),
     ]:
-        own = tile_edges(size, tile, settings.overlap) if settings.tile < size else naive_edges
+        own = (
+            [tile_edges(side, tile, settings.overlap) for side in shape]
+            if settings.tile < max(shape)
+            else naive_edges
+        )
         values, at_naive = [], []
         for seed in range(seeds if starts is None else len(starts)):
             out = synthesize(
                 g,
-                (size,) * family.data.spatial_dims,
+                shape,
                 noise=torch.Generator().manual_seed(seed),
                 start=None if starts is None else starts[seed],
                 label=seed % g.num_classes if g.num_classes and starts is None else None,
@@ -338,7 +347,9 @@ def main() -> None:
     )
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--package", help="a trained multiscale package for the seam metric")
-    parser.add_argument("--seam-size", type=int, default=128)
+    parser.add_argument(
+        "--seam-size", type=int, nargs="+", default=[128], help="one side (a cube) or D H W"
+    )
     parser.add_argument("--seam-only", action="store_true")
     parser.add_argument("--no-seam", action="store_true")
     parser.add_argument("--tile", type=int, default=64, help="tile side of the multi-scale run")
@@ -422,13 +433,15 @@ def main() -> None:
 
         arrays = read_medmnist(args.real)
         pick = arrays.images["test"][:2].astype(np.float32)
-        factor = pick.shape[2] * 4 // args.seam_size  # real side -> seam_size / 4
+        factor = pick.shape[2] * 4 // args.seam_size[0]  # real side -> seam_size / 4
         low = downsample(torch.from_numpy(family.data.intensity_map.forward(pick)), factor)
         starts = [v.numpy() for v in low]
         label += f"; x4 super-resolution of {len(starts)} real test volumes at {low.shape[2]}³"
-    print(f"\nseam metric at {args.seam_size}³, tile 32 ({label}; 1.0 = no seams):")
+    dims = family.data.spatial_dims
+    shape = tuple(args.seam_size * dims if len(args.seam_size) == 1 else args.seam_size)
+    print(f"\nseam metric at {'x'.join(map(str, shape))}, tile 32 ({label}; 1.0 = no seams):")
     print(f"  {'tiling':<38} {'own tile edges':>15} {'naive tile edges':>17}")
-    for name, own, naive in seam_table(family, args.seam_size, 32, starts=starts):
+    for name, own, naive in seam_table(family, shape, 32, starts=starts):
         print(f"  {name:<38} {own:>15.3f} {naive:>17.3f}")
 
 

@@ -124,6 +124,23 @@ def test_training_patches_upsample_only_their_window_and_equal_the_whole_upsampl
         )
 
 
+def test_mode_seeking_term_rewards_level0_for_distinct_images() -> None:
+    """``diversity_weight`` w adds w / (|G(z1) - G(z2)| / |z1 - z2|) to the generator loss:
+    with the same seed, weights 1 and 2 see the same images and differ by exactly that term."""
+    batch = {"image": blobs(2, 32, dims=2), "label": torch.zeros(2, dtype=torch.long)}
+    data = DataInfo(channels=1, spatial_shape=(32, 32))
+    runs = []
+    for weight in (0.0, 1.0, 2.0):
+        torch.manual_seed(0)
+        gan = MultiScaleGAN.build(MultiScaleConfig(**{**TINY, "diversity_weight": weight}), data)
+        runs.append(gan.train_step(batch))
+    assert "diversity0" not in runs[0]
+    once, twice = runs[1], runs[2]
+    assert once["diversity0"] == twice["diversity0"] > 0 and once["d_loss"] == twice["d_loss"]
+    term = 1 / (once["diversity0"] + 1e-5)
+    assert twice["g_loss"] - once["g_loss"] == pytest.approx(term, rel=1e-4)
+
+
 @pytest.mark.parametrize("dims", [2, 3])
 def test_train_step_trains_every_level_on_patches(dims: int) -> None:
     torch.manual_seed(0)

@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
@@ -100,3 +102,36 @@ def test_translation_benchmark_finds_a_known_z_offset() -> None:
     assert bench.z_offset(source, moved) == -2
     assert bench.z_offset(source, other) == 0
     assert np.array_equal(bench.shifted(moved, -2)[..., :-2], other[..., :-2])
+
+
+def test_brain_volumes_are_centred_on_their_brain_without_cutting_it() -> None:
+    import numpy as np
+
+    bench = load("brain_t1_volumes")
+    volume = np.zeros((30, 20, 10), np.float32)
+    volume[20:28, 2:8, 1:5] = 1.0  # an off-centre "brain", 8 x 6 x 4
+    mask = bench.brain_mask(volume, "nonzero", None)
+    grid = bench.to_grid(volume, mask, (12, 10, 8))
+    assert grid.shape == (12, 10, 8) and grid.sum() == volume.sum()  # nothing cut off
+    where = np.argwhere(grid > 0)
+    centre = (where.min(0) + where.max(0) + 1) / 2
+    np.testing.assert_allclose(centre, (6, 5, 4))
+    assert bench.to_grid(volume, mask, (4, 4, 4)).sum() == 4**3  # a smaller grid crops it
+
+
+@pytest.mark.slow
+def test_brain_volumes_of_the_shared_data(shared_data: Path, tmp_path: Path) -> None:
+    import nibabel as nib
+    import numpy as np
+
+    bench = load("brain_t1_volumes")
+    bench.DATA = shared_data
+    bench.SOURCES = tuple(s for s in bench.SOURCES if s[0] in ("tcga_t1", "mni152_t1"))
+    bench.main(["--out", str(tmp_path)])
+    report = json.loads((tmp_path / "volumes.json").read_text())
+    assert [r["brain_voxels_cut_off"] for r in report] == [0, 0]
+    for name in ("tcga_t1", "mni152_t1"):
+        img = nib.load(tmp_path / f"{name}.nii.gz")
+        data = np.asarray(img.dataobj)
+        assert data.shape == (160, 192, 160) and img.header.get_zooms() == (1.0, 1.0, 1.0)
+        assert data.min() == 0.0 and data.max() == 1.0 and 0.15 < (data > 0).mean() < 0.45

@@ -79,6 +79,10 @@ class MultiScaleConfig(FamilyConfig):
             makes the same (e.g. empty) volume every time is caught.
         diffaugment: DiffAugment policy for the images the level-0 discriminator sees (with
             their condition); small data sets need it (``[]`` = off).
+        diversity_weight: weight of a mode-seeking loss on level 0 (Mao et al., CVPR 2019): each
+            step draws a second noise map per image and rewards level 0 for making the two
+            images differ (``|G(z1) - G(z2)| / |z1 - z2|``), against within-class collapse
+            (0 = off).
         lr_g, lr_d: Adam learning rates.
         betas: Adam betas of level 0 (generator and discriminator).
         patch_betas: Adam betas of the patch levels.
@@ -108,6 +112,7 @@ class MultiScaleConfig(FamilyConfig):
     loss: Literal["lsgan", "hinge"] = "hinge"
     minibatch_std: bool = True
     diffaugment: list[Augmentation] = Field(default_factory=lambda: list(LEVEL0_AUGMENTATION))
+    diversity_weight: float = Field(default=0.0, ge=0)
     lr_g: float = Field(default=2e-4, gt=0)
     lr_d: float = Field(default=4e-4, gt=0)
     betas: tuple[float, float] = (0.0, 0.9)
@@ -277,10 +282,21 @@ class MultiScaleGAN(GANFamily):
                     None if c is None else torch.stack([_crop(c[i], s, size) for i, s in picks])
                 )
         grid = tuple(s // NOISE_FACTOR for s in self.shapes[0])
-        noise = ctx.memory_format(noise_map(cfg.latent_dim, grid, n))
+        seeking = cfg.diversity_weight > 0  # level 0 also makes a second image per input
+        noise = ctx.memory_format(noise_map(cfg.latent_dim, grid, 2 * n if seeking else n))
         generator, discriminator = self.nets["generator"], self.nets["discriminator"]
+
+        def level0_batch(t: torch.Tensor | None) -> torch.Tensor | None:
+            return torch.cat([t, t]) if seeking and t is not None else t
+
         with ctx.autocast():
-            fakes = generator(noise, conds[0], ups, cond_patches, labels)
+            fakes = generator(
+                noise, level0_batch(conds[0]), ups, cond_patches, level0_batch(labels)
+            )
+        if seeking:  # mode seeking: |G(z1) - G(z2)| / |z1 - z2|
+            fakes[0], other = fakes[0][:n], fakes[0][n:]
+            z_gap = (noise[:n] - noise[n:]).abs().mean()
+            diversity = (fakes[0].float() - other.float()).abs().mean() / z_gap
         contexts: list[torch.Tensor | None] = [conds[0]]
         for up, cp in zip(ups, cond_patches, strict=True):
             contexts.append(up if cp is None else torch.cat([up, cp], dim=1))
@@ -319,10 +335,12 @@ class MultiScaleGAN(GANFamily):
                     for lvl in range(first, levels + 1)
                 )
                 g_loss = g_adv + cfg.l1_weight * l1
+                if seeking:
+                    g_loss = g_loss + cfg.diversity_weight / (diversity + 1e-5)
             assert isinstance(g_loss, torch.Tensor) and isinstance(l1, torch.Tensor)
             ctx.backward(g_loss)
             ctx.step(self.optimizers["generator"])
-        return {
+        losses = {
             "d_loss": float(d_loss.detach()),
             "d0_loss": float(d_losses[0].detach()),
             "g_loss": float(g_loss.detach()),
@@ -330,6 +348,9 @@ class MultiScaleGAN(GANFamily):
             # voxel-wise spread of the level-0 batch: ~0 when level 0 makes one image only
             "spread0": float(fakes[0].detach().float().std(dim=0).mean()) if n > 1 else 0.0,
         }
+        if seeking:
+            losses["diversity0"] = float(diversity.detach())
+        return losses
 
     def _labels(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         if not self.num_classes:
