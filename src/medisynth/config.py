@@ -138,7 +138,8 @@ class TrainConfig(StrictModel):
         num_workers: DataLoader worker processes.
         threads: CPU threads per process; default: torch's choice, or the cores shared among
             the processes of this machine under torchrun (so they do not oversubscribe them).
-            Set 1 on a machine busy with other jobs.
+            Set 1 on a machine busy with other jobs; training warns when its threads outnumber
+            the cores the load average leaves free.
         out_dir: the run folder (checkpoints, samples, metrics, the model package).
         progress: show a progress bar.
         tensorboard: also log to TensorBoard when the ``tensorboard`` package is installed.

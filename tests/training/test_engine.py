@@ -218,3 +218,25 @@ def test_train_threads_setting_is_applied(tiny_run) -> None:  # type: ignore[no-
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_training_warns_when_its_threads_meet_busy_cores(tiny_run, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    from medisynth.training import engine
+
+    cores = os.cpu_count() or 1
+    if cores < 2:
+        pytest.skip("one core: a single thread is never oversubscribed")
+    before = torch.get_num_threads()
+    try:
+        for load, warned in ((0.0, False), (float(cores), True)):
+            monkeypatch.setattr(engine.os, "getloadavg", lambda load=load: (load, load, load))
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="medisynth.training.engine"):
+                Trainer(tiny_run(out=f"load{load}", steps=1, threads=cores)).fit()
+            said = [r.getMessage() for r in caplog.records if "cores free" in r.getMessage()]
+            assert bool(said) == warned
+        assert "set train.threads=1" in said[0]  # all cores busy: one thread
+    finally:
+        torch.set_num_threads(before)
