@@ -271,3 +271,14 @@ def test_segmentation_masks_from_the_cli_and_skips(tmp_path: Path) -> None:
     assert any(w.startswith("segmentation skipped:") for w in report[K.WARNINGS])
     np.save(tmp_path / "bad_m.npy", test_m[:, :12])
     assert main([*args, "--real-masks", f"{tmp_path}/bad_m.npy"]) == 2
+
+
+def test_small_sets_get_a_warning_on_distribution_metrics(data: Path) -> None:
+    few = _distribution(20)
+    np.save(data / "few.npy", few)
+    small = validate(
+        f"{data}/real.npz:test", f"{data}/few.npy", data / "out-few", ValidateOptions(**FAST),  # type: ignore[arg-type]
+    )  # fmt: skip
+    said = [w for w in small[K.WARNINGS] if "60 real and 20 synthetic" in w]
+    assert len(said) == 1 and "reference computed at the same sizes" in said[0]
+    assert not [w for w in _run(data, "good")[K.WARNINGS] if "synthetic images: below" in w]

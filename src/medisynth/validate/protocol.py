@@ -61,6 +61,8 @@ if TYPE_CHECKING:
     from medisynth.package import ModelPackage
 
 log = logging.getLogger(__name__)
+#: images per set below which distribution metrics (FID, KID, FRD, PRDC) get a warning
+SMALL_SET = 50
 
 
 @dataclass
@@ -268,6 +270,14 @@ def run_validation(
         metrics.discard(K.UTILITY)
     if K.SEGMENTATION in metrics:
         _check_segmentation(real, synthetic, train, metrics, warnings)
+    distribution = sorted(metrics & {K.FID, K.KID, K.FRD, K.PRDC})
+    n_real, n_synthetic = len(real.images), len(synthetic.images)
+    if distribution and min(n_real, n_synthetic) < SMALL_SET:
+        warnings.append(
+            f"{', '.join(distribution)} on {n_real} real and {n_synthetic} synthetic images: "
+            f"below {SMALL_SET} per set, distances are biased upwards and PRDC neighbourhoods "
+            "are coarse; compare only with a reference computed at the same sizes"
+        )
     if K.PAIRED in metrics and len(real.images) != len(synthetic.images):
         raise ConfigError(
             f"paired metrics need as many synthetic as real images "
