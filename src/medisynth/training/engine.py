@@ -156,10 +156,15 @@ def cpu_threads(wanted: int | None, dist_info: DistInfo) -> int | None:
     """
     if wanted is not None:
         return wanted
-    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    if dist_info.world_size > 1 and local_processes > 1:
-        return max(1, (os.cpu_count() or 1) // local_processes)
+    local = local_processes()
+    if dist_info.world_size > 1 and local > 1:
+        return max(1, (os.cpu_count() or 1) // local)
     return None
+
+
+def local_processes() -> int:
+    """Training processes on this machine (torchrun's ``LOCAL_WORLD_SIZE``; 1 without it)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
 
 
 def busy_cores_warning(threads: int, cores: int, load: float) -> str | None:
@@ -233,9 +238,8 @@ class Trainer:
         if threads is not None:
             torch.set_num_threads(threads)
         if self.device.type == "cpu" and hasattr(os, "getloadavg"):
-            local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # torchrun's processes count too
             warning = busy_cores_warning(
-                torch.get_num_threads() * local, os.cpu_count() or 1, os.getloadavg()[0]
+                torch.get_num_threads() * local_processes(), os.cpu_count() or 1, os.getloadavg()[0]
             )
             if warning:
                 log.warning(warning)

@@ -278,10 +278,10 @@ def run_validation(
             f"below {SMALL_SET} per set, distances are biased upwards and PRDC neighbourhoods "
             "are coarse; compare only with a reference computed at the same sizes"
         )
-    if K.PAIRED in metrics and len(real.images) != len(synthetic.images):
+    if K.PAIRED in metrics and n_real != n_synthetic:
         raise ConfigError(
             f"paired metrics need as many synthetic as real images "
-            f"({len(synthetic.images)} vs {len(real.images)}), paired by index"
+            f"({n_synthetic} vs {n_real}), paired by index"
         )
 
     sets = {K.REAL: real, K.SYNTHETIC: synthetic, K.TRAIN: train, K.HELDOUT: heldout}
