@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image as PILImage
+from skimage.exposure import match_histograms
 
 from medisynth.cli import main
 from medisynth.config import RunConfig
@@ -152,3 +153,50 @@ def test_mr_inputs_are_normalised_by_their_own_percentiles(tmp_path: Path, volum
     assert not np.allclose(fixed, once, atol=1.0)
     with pytest.raises(MedisynthError, match="auto, model or input"):
         translate_array(package, array, source_scaling="zscore")
+
+
+def test_a_source_prior_model_starts_at_histogram_matching_and_trains(tmp_path: Path) -> None:
+    """data.source_prior: the prior is computed per volume at training and at translation time;
+    an untrained generator returns it, so its translation is the matched (inverted) source."""
+    from medisynth.training.pairs import load_pair_data
+
+    rng = np.random.default_rng(3)
+    brain = np.zeros((16, 16, 6), bool)
+    brain[2:14, 3:13] = True
+    t1 = np.where(brain, 200 + 600 * rng.random(brain.shape), 0.0).astype(np.float32)[None]
+    t2 = np.where(brain, 4000 - 3 * t1[0], 0.0).astype(np.float32)[None]  # inverted contrast
+    write_nifti(tmp_path / "t1.nii.gz", t1)
+    write_nifti(tmp_path / "t2.nii.gz", t2)
+    model = {**TINY, "augment": ["flip", "gamma"]}
+    cfg = RunConfig.from_dict(
+        {
+            "model": model,
+            "data": {
+                "format": "paired",
+                "path": str(tmp_path / "t1.nii.gz"),
+                "target_path": str(tmp_path / "t2.nii.gz"),
+                "source_prior": "auto",
+            },
+        }
+    )
+    dataset, info = load_pair_data(cfg.data)
+    assert info.source_prior is not None and info.source_prior.inverted
+    item = dataset[0]
+    assert sorted(item) == ["prior", "source", "target"]
+    inside = item["source"][0] > -1
+    # the prior of the inverted pair is nearly the target already
+    assert (item["prior"][0][inside] - item["target"][0][inside]).abs().mean() < 0.05
+    torch.manual_seed(0)
+    family = get_family("pix2pix").build(cfg.model, info)
+    batch = {k: torch.stack([dataset[i][k] for i in range(4)]) for k in item}
+    losses = [family.train_step(batch)["l1"] for _ in range(3)]
+    assert np.isfinite(losses).all()
+    with pytest.raises(MedisynthError, match=r"translates \(2, \?, \?\)"):
+        family.translate(batch["source"])  # the prior channel is missing
+    untrained = get_family("pix2pix").build(cfg.model, info, training=False)
+    package = load_package(save_package(tmp_path / "model", untrained, cfg))
+    out = translate_array(package, t1)
+    assert out.shape == t1.shape
+    matched = match_histograms(-t1[0][brain], t2[0][brain])
+    assert np.corrcoef(out[0][brain], matched)[0, 1] > 0.99
+    assert np.abs(out[0][brain] - t2[0][brain]).mean() < 0.05 * np.ptp(t2[0][brain])

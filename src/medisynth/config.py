@@ -31,6 +31,7 @@ from pydantic import (
     Field,
     SerializeAsAny,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
@@ -82,6 +83,11 @@ class DataConfig(StrictModel):
             0..K-1 or 0/255 binary masks), one per image, same grid.
         patch_size: for ``image_mask``: train on random patches of this side (a fresh crop
             per item, at the stored resolution) instead of whole images.
+        source_prior: for ``paired`` data (pix2pix): ``"matched"``, ``"inverted"`` or
+            ``"auto"`` gives the generator each source histogram-matched to the training
+            target (inverted first, or whichever of the two fits the training pairs better) as
+            an extra channel, and it learns a correction of that prior
+            (:mod:`medisynth.data.histogram`); ``"none"`` (default): the source alone.
         balance_classes: draw training images so that every class is seen equally often
             (weights 1 / class size, with replacement), for a class-conditional GAN on
             imbalanced data; the model package keeps the real class counts.
@@ -103,6 +109,14 @@ class DataConfig(StrictModel):
     mask_path: str | None = None
     patch_size: int | None = Field(default=None, ge=8, le=1024)
     balance_classes: bool = False
+    source_prior: Literal["none", "matched", "inverted", "auto"] = "none"
+
+    @field_validator("source_prior")
+    @classmethod
+    def _prior_needs_pairs(cls, value: str, info: ValidationInfo) -> str:
+        if value != "none" and info.data.get("format") != "paired":
+            raise ValueError("a source prior needs paired data (data.format: paired)")
+        return value
 
     def resolved_path(self) -> Path:
         """``path`` with ``~`` and ``$VARS`` expanded; a ConfigError when it is missing."""

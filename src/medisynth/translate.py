@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from medisynth.data.histogram import foreground_mask
 from medisynth.data.image import Image
 from medisynth.data.intensity import DEFAULT_PERCENTILES, IntensityMap
 from medisynth.data.io import files_with_suffixes
@@ -145,7 +146,11 @@ def translate_array(
     if data.spatial_dims == 3 and image_dims == 2:
         raise ConfigError("this is a 3D model; it translates volumes, not 2D images")
     source_map = input_map(package, array, source_scaling)
-    scaled = torch.from_numpy(np.ascontiguousarray(source_map.forward(array), dtype=np.float32))
+    scaled_array = np.asarray(source_map.forward(array), dtype=np.float32)
+    if data.source_prior is not None:  # matched over the whole image or volume, then sliced
+        prior = data.source_prior.apply(scaled_array, foreground_mask(array))
+        scaled_array = np.concatenate([scaled_array, prior])
+    scaled = torch.from_numpy(np.ascontiguousarray(scaled_array))
     if data.spatial_dims == image_dims:
         batch = scaled[None]
         out = family.translate(_resize(batch, data.spatial_shape), batch_size)

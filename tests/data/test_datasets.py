@@ -42,6 +42,12 @@ def test_slices_along_each_axis_and_empty_ones_skipped() -> None:
         SliceDataset([volume], axis=0, min_foreground=0.99)
 
 
+def test_a_few_negative_resampling_voxels_do_not_make_the_background_anatomy() -> None:
+    volume = _volume(shape=(40, 8, 10))
+    volume.array[0, 1, 2, 3] = -70.0  # one interpolation undershoot next to the anatomy
+    assert slice_indices(volume, 0, min_foreground=0.01) == [1, 2, 3]
+
+
 def test_slices_of_different_volumes_need_a_common_size() -> None:
     small, large = _volume((6, 8, 10)), _volume((6, 12, 14), seed=1)
     with pytest.raises(ConfigError, match="size"):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from medisynth.config import RunConfig
+from medisynth.data.histogram import HistogramPrior
 from medisynth.errors import ConfigError
 from medisynth.export.nifti import write_nifti
 from medisynth.gans.base import DataInfo
@@ -71,6 +72,9 @@ def test_strict_config_errors() -> None:
         RunConfig.from_dict({"model": {"family": "cyclegan", "pool_size": -1}})
     with pytest.raises(ConfigError, match="divisible by 4"):
         CycleGAN.build(CycleGANConfig(), DataInfo(1, (30, 30)))
+    prior = HistogramPrior((-1.0, 0.0, 1.0), inverted=True)
+    with pytest.raises(ConfigError, match="source_prior is for paired models"):
+        CycleGAN.build(CycleGANConfig(), DataInfo(1, (32, 32), source_prior=prior))
 
 
 def test_engine_trains_on_unpaired_volumes(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from medisynth.errors import ConfigError
-from medisynth.gans.augment import diff_augment, random_cutout, random_translation
+from medisynth.gans.augment import diff_augment, random_color, random_cutout, random_translation
 from medisynth.gans.base import DataInfo
 from medisynth.gans.dcgan import DCGAN, DCGANConfig
 from medisynth.losses import discriminator_loss, generator_loss, gradient_penalty
@@ -132,9 +132,26 @@ def test_cutout_blanks_one_box_per_image() -> None:
     assert torch.equal(out[:, 0] == 0, out[:, 1] == 0)  # same box in every channel
 
 
+def test_color_is_an_affine_intensity_change_per_image() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(64, 1, 6, 6) * 2 - 1
+    out = random_color(x)
+    # each image is a*x + b with a in [0.5, 1.5] (contrast) and some offset (brightness)
+    xc = x - x.mean(dim=(1, 2, 3), keepdim=True)
+    oc = out - out.mean(dim=(1, 2, 3), keepdim=True)
+    scale = (oc * xc).sum(dim=(1, 2, 3)) / (xc * xc).sum(dim=(1, 2, 3))
+    assert torch.allclose(oc, scale.view(-1, 1, 1, 1) * xc, atol=1e-5)
+    assert scale.min() >= 0.5 - 1e-5 and scale.max() <= 1.5 + 1e-5
+    assert scale.std() > 0.1  # random per image
+    shift = out.mean(dim=(1, 2, 3)) - x.mean(dim=(1, 2, 3))
+    assert shift.abs().max() <= 0.5 + 1e-5 and shift.std() > 0.1
+    rgb = random_color(torch.rand(8, 3, 4, 4))  # saturation only changes multi-channel images
+    assert rgb.shape == (8, 3, 4, 4)
+
+
 def test_diffaugment_is_differentiable_and_3d_capable() -> None:
     x = torch.randn(2, 1, 8, 8, 8, requires_grad=True)
-    diff_augment(x, ["translation", "cutout"]).sum().backward()
+    diff_augment(x, ["color", "translation", "cutout"]).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     with pytest.raises(ConfigError, match="unknown augmentation"):
         diff_augment(x, ["colour"])

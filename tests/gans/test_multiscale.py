@@ -206,7 +206,7 @@ def test_short_training_brings_the_super_resolution_closer_to_the_truth() -> Non
     refiner = gan.nets["generator"].refiners[0]
     with torch.no_grad():
         start = (upsample2(low) - images).abs().mean()  # what interpolation gets wrong
-    for _ in range(40):
+    for _ in range(80):
         gan.train_step({"image": images})
     with torch.no_grad():
         after = (refiner(upsample2(low)) - images).abs().mean()

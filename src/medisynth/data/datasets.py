@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from medisynth.data.histogram import HistogramPrior, PriorKind, foreground_mask
 from medisynth.data.image import Image, LabeledArrays
-from medisynth.data.intensity import IntensityMap, fit_intensity_map
+from medisynth.data.intensity import IntensityMap, background_level, fit_intensity_map
 from medisynth.data.io import ImageFolder
 from medisynth.errors import ConfigError
 
@@ -139,17 +140,6 @@ def _fit_plane(plane: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     return np.asarray(fit(torch.from_numpy(np.ascontiguousarray(plane))))
 
 
-def background_level(array: np.ndarray) -> float:
-    """The level below which a voxel counts as background: 5% of the way from the minimum to
-    the 99th percentile, so scanner noise in the air around the body is not anatomy.
-
-    >>> background_level(np.array([0.0, 0.0, 100.0, 100.0]))
-    5.0
-    """
-    low, high = float(array.min()), float(np.percentile(array, 99))
-    return low + 0.05 * (high - low)
-
-
 def slice_indices(
     volume: Image, axis: int, min_foreground: float = 0.0, background: float | None = None
 ) -> list[int]:
@@ -240,7 +230,9 @@ class PairedDataset(Dataset[Item]):
 
     Items are ``{"source": (C, ...), "target": (C, ...)}`` in [-1, 1], each side with its own
     intensity map. With ``axis`` set, volumes are cut into paired 2D slices, skipping slices
-    where the source's foreground is below ``min_foreground``.
+    where the source's foreground is below ``min_foreground``. With ``prior`` other than
+    ``"none"``, items also hold ``"prior"``: the source histogram-matched to the targets, per
+    image or volume (:class:`~medisynth.data.histogram.HistogramPrior`, kept as ``.prior``).
     """
 
     def __init__(
@@ -251,6 +243,7 @@ class PairedDataset(Dataset[Item]):
         min_foreground: float = 0.0,
         source_map: IntensityMap | None = None,
         target_map: IntensityMap | None = None,
+        prior: PriorKind = "none",
     ) -> None:
         if len(sources) != len(targets) or not sources:
             raise ConfigError(
@@ -261,28 +254,45 @@ class PairedDataset(Dataset[Item]):
             _check_pair(a, b, "PairedDataset")
         self.source_map = _fit_for(sources, source_map)
         self.target_map = _fit_for(targets, target_map)
-        src, tgt = [], []
-        for a, b in zip(sources, targets, strict=True):
+        scaled_sources = [self.source_map.forward(a.array).astype(np.float32) for a in sources]
+        scaled_targets = [self.target_map.forward(b.array).astype(np.float32) for b in targets]
+        self.prior: HistogramPrior | None = None
+        priors: list[np.ndarray] = []
+        if prior != "none":
+            if sources[0].array.shape[0] != 1 or targets[0].array.shape[0] != 1:
+                raise ConfigError("data.source_prior needs single-channel sources and targets")
+            masks = [foreground_mask(a.array) for a in sources]
+            self.prior = HistogramPrior.fit(scaled_sources, scaled_targets, masks, prior)
+            priors = [self.prior.apply(x, m) for x, m in zip(scaled_sources, masks, strict=True)]
+        src, tgt, pri = [], [], []
+        for i, a in enumerate(sources):
+            arrays = [scaled_sources[i], scaled_targets[i]] + priors[i : i + 1]
             if axis is None:
-                src.append(a.array)
-                tgt.append(b.array)
-                continue
-            _check_volumes([a, b], "PairedDataset with axis")
-            moved_a = np.moveaxis(a.array, axis + 1, 1)
-            moved_b = np.moveaxis(b.array, axis + 1, 1)
-            for index in slice_indices(a, axis, min_foreground):
-                src.append(moved_a[:, index])
-                tgt.append(moved_b[:, index])
+                kept = [arrays]
+            else:
+                _check_volumes([a, targets[i]], "PairedDataset with axis")
+                moved = [np.moveaxis(x, axis + 1, 1) for x in arrays]
+                kept = [
+                    [x[:, index] for x in moved] for index in slice_indices(a, axis, min_foreground)
+                ]
+            for item in kept:
+                src.append(item[0])
+                tgt.append(item[1])
+                pri.extend(item[2:])
         if not src:
             raise ConfigError("no paired slice passed min_foreground; lower it")
-        self.sources = torch.from_numpy(self.source_map.forward(np.stack(src)).astype(np.float32))
-        self.targets = torch.from_numpy(self.target_map.forward(np.stack(tgt)).astype(np.float32))
+        self.sources = torch.from_numpy(np.stack(src))
+        self.targets = torch.from_numpy(np.stack(tgt))
+        self.priors = torch.from_numpy(np.stack(pri)) if pri else None
 
     def __len__(self) -> int:
         return len(self.sources)
 
     def __getitem__(self, index: int) -> Item:
-        return {"source": self.sources[index], "target": self.targets[index]}
+        item = {"source": self.sources[index], "target": self.targets[index]}
+        if self.priors is not None:
+            item["prior"] = self.priors[index]
+        return item
 
 
 class ImageMaskDataset(Dataset[Item]):

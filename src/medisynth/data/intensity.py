@@ -239,3 +239,15 @@ def fit_intensity_map(
     if modality != "MR" and source_dtype in ("uint8", "uint16"):
         return IntensityMap.integer_range(source_dtype, modality=modality)
     return IntensityMap.percentile(arrays, percentiles, modality=modality or "unknown")
+
+
+def background_level(array: np.ndarray) -> float:
+    """The level below which a voxel counts as background: 5% of the way from the 0.5th to the
+    99th percentile, so scanner noise in the air around the body is not anatomy, and a few
+    outliers (negative voxels left by resampling) do not make the whole background anatomy.
+
+    >>> background_level(np.array([0.0, 0.0, 100.0, 100.0]))
+    5.0
+    """
+    low, high = (float(v) for v in np.percentile(array, [0.5, 99]))
+    return low + 0.05 * (high - low)

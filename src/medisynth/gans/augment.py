@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from medisynth.errors import ConfigError
 
-AUGMENTATIONS: tuple[str, ...] = ("translation", "cutout")
+AUGMENTATIONS: tuple[str, ...] = ("color", "translation", "cutout")
 PAIR_AUGMENTATIONS: tuple[str, ...] = ("flip", "gamma", "blur", "noise")
 
 
@@ -64,10 +64,26 @@ def random_cutout(x: torch.Tensor, ratio: float = 0.5, fill: float = 0.0) -> tor
     return torch.where(inside, torch.full_like(x, fill), x)
 
 
+def random_color(x: torch.Tensor) -> torch.Tensor:
+    """DiffAugment's colour transform, per image: brightness + U(-0.5, 0.5), saturation (with
+    more than one channel) x U(0, 2) around the pixel's channel mean, contrast x U(0.5, 1.5)
+    around the image mean."""
+    n = x.shape[0]
+    view = (n,) + (1,) * (x.ndim - 1)
+    x = x + (torch.rand(view, device=x.device, dtype=x.dtype) - 0.5)
+    if x.shape[1] > 1:
+        mean = x.mean(dim=1, keepdim=True)
+        x = (x - mean) * (torch.rand(view, device=x.device, dtype=x.dtype) * 2) + mean
+    mean = x.mean(dim=tuple(range(1, x.ndim)), keepdim=True)
+    return (x - mean) * (torch.rand(view, device=x.device, dtype=x.dtype) + 0.5) + mean
+
+
 def diff_augment(x: torch.Tensor, policy: Sequence[str]) -> torch.Tensor:
-    """Apply the named augmentations in order (``"translation"``, ``"cutout"``)."""
+    """Apply the named augmentations in order (``"color"``, ``"translation"``, ``"cutout"``)."""
     for name in policy:
-        if name == "translation":
+        if name == "color":
+            x = random_color(x)
+        elif name == "translation":
             x = random_translation(x)
         elif name == "cutout":
             x = random_cutout(x)

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from medisynth.config import FamilyConfig
+from medisynth.data.histogram import HistogramPrior
 from medisynth.data.intensity import IntensityMap
 
 
@@ -56,6 +57,8 @@ class DataInfo:
     source_channels: int | None = None
     #: mask -> image models: the number of labels (the source is their one-hot encoding)
     mask_labels: int | None = None
+    #: paired models with ``data.source_prior``: the histogram prior appended to the source
+    source_prior: HistogramPrior | None = None
 
     @property
     def num_classes(self) -> int:
@@ -70,6 +73,8 @@ class DataInfo:
         out["intensity_map"] = self.intensity_map.to_dict()
         if self.source_intensity_map is not None:
             out["source_intensity_map"] = self.source_intensity_map.to_dict()
+        if self.source_prior is not None:
+            out["source_prior"] = self.source_prior.to_dict()
         out["class_counts"] = {str(k): v for k, v in self.class_counts.items()}
         return out
 
@@ -81,6 +86,8 @@ class DataInfo:
         data["intensity_map"] = intensity_map_from_dict(data["intensity_map"])
         if data.get("source_intensity_map") is not None:
             data["source_intensity_map"] = intensity_map_from_dict(data["source_intensity_map"])
+        if data.get("source_prior") is not None:
+            data["source_prior"] = HistogramPrior.from_dict(data["source_prior"])
         data["class_counts"] = {int(k): int(v) for k, v in data.get("class_counts", {}).items()}
         data["spatial_shape"] = tuple(data["spatial_shape"])
         if data.get("spacing") is not None:

@@ -30,6 +30,7 @@ import torch
 from pydantic import Field
 
 from medisynth.config import FamilyConfig
+from medisynth.errors import ConfigError
 from medisynth.gans.base import frozen, unwrap
 from medisynth.gans.pix2pix import ImageToImageFamily
 from medisynth.losses import discriminator_loss, generator_loss
@@ -119,6 +120,8 @@ class CycleGAN(ImageToImageFamily):
 
     def setup(self, training: bool) -> None:
         cfg, data = self.config, self.data
+        if data.source_prior is not None:
+            raise ConfigError("data.source_prior is for paired models (pix2pix), not cyclegan")
         check_divisible(data.spatial_shape, 2**cfg.n_down, "the ResNet generator")
         dims, a_ch, b_ch = data.spatial_dims, self.source_channels, data.channels
 

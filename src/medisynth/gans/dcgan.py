@@ -37,7 +37,7 @@ from medisynth.losses import (
 )
 from medisynth.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 
-Augmentation = Literal["translation", "cutout"]
+Augmentation = Literal["color", "translation", "cutout"]
 DEFAULT_AUGMENTATION: tuple[Augmentation, ...] = ("translation", "cutout")
 GRID_SEED = 20_151_119  # fixed noise for monitoring grids (the DCGAN paper's arXiv date)
 

@@ -57,6 +57,12 @@ class ImageToImageFamily(GANFamily):
         return self.data.source_channels or self.data.channels
 
     @property
+    def input_channels(self) -> int:
+        """Channels :meth:`translate` takes: the source's, plus the histogram prior's (one)
+        when the model was trained with ``data.source_prior``."""
+        return self.source_channels + (self.data.source_prior is not None)
+
+    @property
     def noise_channels(self) -> int:
         """Gaussian noise maps appended to the source (0: a deterministic translation)."""
         return int(getattr(self.config, "noise_channels", 0))
@@ -108,11 +114,12 @@ class ImageToImageFamily(GANFamily):
     ) -> torch.Tensor:
         """Map source-domain images in [-1, 1] ``(N, C, *spatial)`` to the target domain (CPU,
         float32), with the averaged generator when the engine kept one. A model with
-        ``noise_channels`` draws fresh noise per image (from ``generator`` when given)."""
+        ``noise_channels`` draws fresh noise per image (from ``generator`` when given); a model
+        with a source prior takes it as the last channel (``medisynth.translate`` adds it)."""
         expected = 2 + self.data.spatial_dims
-        if images.ndim != expected or images.shape[1] != self.source_channels:
+        if images.ndim != expected or images.shape[1] != self.input_channels:
             raise ConfigError(
-                f"this {self.data.spatial_dims}D model translates ({self.source_channels}, "
+                f"this {self.data.spatial_dims}D model translates ({self.input_channels}, "
                 f"{', '.join('?' * self.data.spatial_dims)}) images, got {tuple(images.shape[1:])}"
             )
         net = self._inference_generator()
@@ -151,8 +158,8 @@ class ImageToImageFamily(GANFamily):
             return torch.zeros(size), 1
         source, target = self.grid_pairs["source"], self.grid_pairs["target"]
         rows = [self.translate(source, generator=torch.Generator().manual_seed(0)), target]
-        if source.shape[1] == target.shape[1]:
-            rows.insert(0, source)
+        if self.source_channels == target.shape[1]:
+            rows.insert(0, source[:, : self.source_channels])
         return torch.cat(rows), len(source)
 
     def state_dict(self) -> dict[str, Any]:
@@ -168,11 +175,38 @@ class ImageToImageFamily(GANFamily):
                 f"the {self.config.family} family needs batches with 'source' and 'target' "
                 f"(data.format: paired or unpaired), got keys {sorted(batch)}"
             )
+        if self.data.source_prior is not None:  # the prior travels as the last source channel
+            batch = {**batch, "source": torch.cat([batch["source"], batch["prior"]], 1)}
         self._remember_grid(batch)
         return (
             self.context.memory_format(batch["source"]),
             self.context.memory_format(batch["target"]),
         )
+
+
+class PriorResidual(nn.Module):
+    """``prior + net(x)`` clamped to [-1, 1], the prior being channel ``prior_channel`` of
+    ``x``; ``net``'s last layer starts at zero, so an untrained model returns the prior.
+
+    >>> import torch
+    >>> model = PriorResidual(UNet(2, 1, channels=4, depth=2), prior_channel=1)
+    >>> x = torch.rand(1, 2, 8, 8) * 2 - 1
+    >>> torch.equal(model(x), x[:, 1:])
+    True
+    """
+
+    def __init__(self, net: nn.Module, prior_channel: int) -> None:
+        super().__init__()
+        self.net, self.prior_channel = net, prior_channel
+        convolutions = (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+        last = [m for m in net.modules() if isinstance(m, convolutions)][-1]
+        nn.init.zeros_(last.weight)
+        if last.bias is not None:
+            nn.init.zeros_(last.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        prior = x[:, self.prior_channel : self.prior_channel + 1]
+        return (prior + self.net(x).to(prior.dtype)).clamp(-1.0, 1.0)
 
 
 class Pix2PixConfig(FamilyConfig):
@@ -238,8 +272,8 @@ class Pix2Pix(ImageToImageFamily):
         check_divisible(data.spatial_shape, 2**cfg.g_depth, f"a U-Net of depth {cfg.g_depth}")
         if cfg.diversity_weight > 0 and not cfg.noise_channels:
             raise ConfigError("model.diversity_weight needs model.noise_channels > 0 (noise)")
-        generator = UNet(
-            self.source_channels + cfg.noise_channels,
+        generator: nn.Module = UNet(
+            self.input_channels + cfg.noise_channels,
             data.channels,
             cfg.g_channels,
             cfg.g_depth,
@@ -248,11 +282,13 @@ class Pix2Pix(ImageToImageFamily):
             cfg.dropout,
             cfg.g_upsampling,
         )
+        if data.source_prior is not None:
+            generator = PriorResidual(generator, prior_channel=self.source_channels)
         self.nets["generator"] = generator.to(self.context.device)
         if not training:
             return
         discriminator = PatchDiscriminator(
-            self.source_channels + data.channels,
+            self.input_channels + data.channels,
             cfg.d_channels,
             cfg.d_layers,
             data.spatial_dims,
@@ -271,8 +307,11 @@ class Pix2Pix(ImageToImageFamily):
         cfg, ctx = self.config, self.context
         generator, discriminator = self.nets["generator"], self.nets["discriminator"]
         source, target = self._pair(batch)
-        if cfg.augment:
-            source, target = augment_pair(source, target, cfg.augment)
+        if cfg.augment:  # a prior moves with the target and keeps its intensities
+            plain, prior = source[:, : self.source_channels], source[:, self.source_channels :]
+            plain, both = augment_pair(plain, torch.cat([target, prior], 1), cfg.augment)
+            target, prior = both[:, : target.shape[1]], both[:, target.shape[1] :]
+            source = torch.cat([plain, prior], 1)
         inputs = self.with_noise(source)
         with ctx.autocast():
             fake = generator(inputs)

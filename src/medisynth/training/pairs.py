@@ -35,6 +35,7 @@ from torch.utils.data import Dataset
 
 from medisynth.config import DataConfig
 from medisynth.data.datasets import PairedDataset, slice_indices
+from medisynth.data.histogram import HistogramPrior
 from medisynth.data.image import Image, combine_fingerprints
 from medisynth.data.intensity import IntensityMap, fit_intensity_map
 from medisynth.errors import ConfigError
@@ -119,6 +120,7 @@ def load_pair_data(config: DataConfig) -> tuple[Dataset[dict[str, torch.Tensor]]
     source_map: IntensityMap
     target_map: IntensityMap
     dataset: Dataset[dict[str, torch.Tensor]]
+    prior: HistogramPrior | None = None
     if config.format == "paired":
         if len(sources) != len(targets):
             raise ConfigError(
@@ -126,11 +128,17 @@ def load_pair_data(config: DataConfig) -> tuple[Dataset[dict[str, torch.Tensor]]
                 f"{src_path}, {len(targets)} at {tgt_path}"
             )
         paired = PairedDataset(
-            sources, targets, config.axis if slicing else None, config.min_foreground
+            sources,
+            targets,
+            config.axis if slicing else None,
+            config.min_foreground,
+            prior=config.source_prior,
         )
-        source_map, target_map = paired.source_map, paired.target_map
+        source_map, target_map, prior = paired.source_map, paired.target_map, paired.prior
         paired.sources = _resize(paired.sources, config.image_size)
         paired.targets = _resize(paired.targets, config.image_size)
+        if paired.priors is not None:
+            paired.priors = _resize(paired.priors, config.image_size)
         src_t, tgt_t = paired.sources, paired.targets
         dataset = paired
     else:
@@ -180,6 +188,7 @@ def load_pair_data(config: DataConfig) -> tuple[Dataset[dict[str, torch.Tensor]]
         ),
         source_intensity_map=source_map,
         source_channels=int(src_t.shape[1]),
+        source_prior=prior,
     )
     log.info("data: %s, %s", info.source, info.spatial_shape)
     return dataset, info
