@@ -186,6 +186,8 @@ def test_a_source_prior_model_starts_at_histogram_matching_and_trains(tmp_path: 
     inside = item["source"][0] > -1
     # the prior of the inverted pair is nearly the target already
     assert (item["prior"][0][inside] - item["target"][0][inside]).abs().mean() < 0.05
+    with pytest.raises(MedisynthError, match="blur and noise change the source but not its prior"):
+        get_family("pix2pix").build(cfg.model.model_copy(update={"augment": ["blur"]}), info)
     torch.manual_seed(0)
     family = get_family("pix2pix").build(cfg.model, info)
     batch = {k: torch.stack([dataset[i][k] for i in range(4)]) for k in item}

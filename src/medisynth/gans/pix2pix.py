@@ -272,6 +272,11 @@ class Pix2Pix(ImageToImageFamily):
         check_divisible(data.spatial_shape, 2**cfg.g_depth, f"a U-Net of depth {cfg.g_depth}")
         if cfg.diversity_weight > 0 and not cfg.noise_channels:
             raise ConfigError("model.diversity_weight needs model.noise_channels > 0 (noise)")
+        if data.source_prior is not None and {"blur", "noise"} & set(cfg.augment):
+            raise ConfigError(  # the prior is computed from the unaugmented source
+                "model.augment blur and noise change the source but not its prior; "
+                "use flip and gamma with data.source_prior"
+            )
         generator: nn.Module = UNet(
             self.input_channels + cfg.noise_channels,
             data.channels,
