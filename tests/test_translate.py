@@ -197,6 +197,8 @@ def test_a_source_prior_model_starts_at_histogram_matching_and_trains(tmp_path: 
         family.translate(batch["source"])  # the prior channel is missing
     untrained = get_family("pix2pix").build(cfg.model, info, training=False)
     package = load_package(save_package(tmp_path / "model", untrained, cfg))
+    card = (tmp_path / "model" / "model_card.md").read_text()
+    assert "Source prior: the inverted source histogram-matched" in card
     out = translate_array(package, t1)
     assert out.shape == t1.shape
     matched = match_histograms(-t1[0][brain], t2[0][brain])

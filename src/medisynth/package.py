@@ -234,6 +234,15 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         f", stored as {data['source_dtype']}{', ' + data['modality'] if data['modality'] else ''}",
         f"- Classes: {classes}",
         f"- Intensity map: {data['intensity_map'].get('description') or data['intensity_map']}",
+        *(
+            [
+                "- Source prior: the "
+                + ("inverted " if data["source_prior"]["inverted"] else "")
+                + "source histogram-matched to the training target; the generator corrects it"
+            ]
+            if data.get("source_prior")
+            else []
+        ),
         f"- Training: {training.get('steps', '?')} steps, batch {training['batch_size']}, "
         f"{training.get('precision', '?')} on {training.get('device', '?')}, "
         f"{training.get('wall_seconds', '?')} s, status {training.get('status', '?')}",
