@@ -93,6 +93,19 @@ def test_loading_broken_packages_explains_the_problem(tmp_path: Path) -> None:
         load_package(folder)
 
 
+def test_a_package_from_another_version_names_both_versions(tmp_path: Path) -> None:
+    family, cfg = trained_family()
+    folder = save_package(tmp_path / "model", family, cfg)
+    card = json.loads((folder / "model_card.json").read_text())
+    card["versions"]["medisynth"] = "9.9.9"
+    (folder / "model_card.json").write_text(json.dumps(card))
+    config = (folder / "config.yaml").read_text()
+    (folder / "config.yaml").write_text(config.replace("model:\n", "model:\n  future_key: 1\n"))
+    with pytest.raises(ReadError, match=r"written by medisynth 9\.9\.9.*future_key") as err:
+        load_package(folder)
+    assert "load it with medisynth 9.9.9, or retrain" in str(err.value)
+
+
 def test_card_names_the_model_its_architecture_use_and_licence(tmp_path: Path) -> None:
     family, cfg = trained_family()
     cfg = cfg.model_copy(

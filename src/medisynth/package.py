@@ -326,7 +326,16 @@ def load_package(folder: str | os.PathLike[str], device: str = "cpu") -> ModelPa
         raise ReadError(folder, f"damaged package metadata ({err})") from err
     if card.get("format") != PACKAGE_FORMAT:
         raise ReadError(folder, f"unsupported package format {card.get('format')!r}")
-    config = RunConfig.from_dict(config_data, source=str(folder / CONFIG))
+    try:
+        config = RunConfig.from_dict(config_data, source=str(folder / CONFIG))
+    except ConfigError as err:
+        written_by = card.get("versions", {}).get("medisynth", "an unknown version")
+        raise ReadError(
+            folder,
+            f"its settings do not validate in medisynth {software_versions()['medisynth']} "
+            f"(the package was written by medisynth {written_by}): {err}",
+            f"load it with medisynth {written_by}, or retrain",
+        ) from err
     data_fields = {
         k: v for k, v in card["data"].items() if k not in ("class_balance", "description")
     }
