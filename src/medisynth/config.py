@@ -83,14 +83,14 @@ class DataConfig(StrictModel):
             0..K-1 or 0/255 binary masks), one per image, same grid.
         patch_size: for ``image_mask``: train on random patches of this side (a fresh crop
             per item, at the stored resolution) instead of whole images.
+        balance_classes: draw training images so that every class is seen equally often
+            (weights 1 / class size, with replacement), for a class-conditional GAN on
+            imbalanced data; the model package keeps the real class counts.
         source_prior: for ``paired`` data (pix2pix): ``"matched"``, ``"inverted"`` or
             ``"auto"`` gives the generator each source histogram-matched to the training
             target (inverted first, or whichever of the two fits the training pairs better) as
             an extra channel, and it learns a correction of that prior
             (:mod:`medisynth.data.histogram`); ``"none"`` (default): the source alone.
-        balance_classes: draw training images so that every class is seen equally often
-            (weights 1 / class size, with replacement), for a class-conditional GAN on
-            imbalanced data; the model package keeps the real class counts.
     """
 
     format: Literal[
