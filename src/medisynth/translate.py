@@ -25,9 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medisynth.data.histogram import foreground_mask
 from medisynth.data.image import Image
-from medisynth.data.intensity import DEFAULT_PERCENTILES, IntensityMap
+from medisynth.data.intensity import DEFAULT_PERCENTILES, IntensityMap, foreground_mask
 from medisynth.data.io import files_with_suffixes
 from medisynth.errors import ConfigError, MedisynthError
 from medisynth.export.png import PngStorage, png_storage

@@ -7,7 +7,7 @@ import pytest
 from skimage.exposure import match_histograms
 
 from medisynth.config import RunConfig
-from medisynth.data.histogram import HistogramPrior, foreground_mask
+from medisynth.data.histogram import HistogramPrior
 from medisynth.errors import ConfigError
 from medisynth.gans.base import DataInfo
 
@@ -53,12 +53,6 @@ def test_auto_picks_the_orientation_of_the_training_pairs(inverted: bool) -> Non
     assert prior.inverted is inverted
     again = DataInfo.from_dict(DataInfo(1, (8, 8), source_prior=prior).to_dict()).source_prior
     assert again == prior
-
-
-def test_the_foreground_is_taken_before_scaling() -> None:
-    raw = np.zeros((1, 6, 6))
-    raw[0, 1:5, 1:5] = np.linspace(10, 100, 16).reshape(4, 4)  # its darkest tissue: 10
-    assert foreground_mask(raw).sum() == 16
 
 
 def test_clear_errors() -> None:

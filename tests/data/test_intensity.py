@@ -12,6 +12,7 @@ from medisynth.data.intensity import (
     CT_WINDOWS,
     IntensityMap,
     fit_intensity_map,
+    foreground_mask,
     intensity_map_from_dict,
 )
 from medisynth.errors import ConfigError
@@ -76,3 +77,10 @@ def test_data_labelled_ct_but_not_in_hounsfield_units_is_refused() -> None:
     png_export = np.arange(256, dtype=np.float32)
     with pytest.raises(ConfigError, match="do not look like Hounsfield"):
         fit_intensity_map([png_export], modality="CT", source_dtype="uint8")
+
+
+def test_the_foreground_keeps_the_darkest_tissue() -> None:
+    raw = np.zeros((1, 6, 6))
+    raw[0, 1:5, 1:5] = np.linspace(10, 100, 16).reshape(4, 4)  # its darkest tissue: 10
+    assert foreground_mask(raw).sum() == 16
+    assert foreground_mask(raw, level=50.0).sum() == 9  # 52, 58, ..., 100

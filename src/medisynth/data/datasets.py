@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from medisynth.data.histogram import HistogramPrior, PriorKind, foreground_mask
+from medisynth.data.histogram import HistogramPrior, PriorKind
 from medisynth.data.image import Image, LabeledArrays
-from medisynth.data.intensity import IntensityMap, background_level, fit_intensity_map
+from medisynth.data.intensity import IntensityMap, fit_intensity_map, foreground_mask
 from medisynth.data.io import ImageFolder
 from medisynth.errors import ConfigError
 
@@ -144,17 +144,16 @@ def slice_indices(
     volume: Image, axis: int, min_foreground: float = 0.0, background: float | None = None
 ) -> list[int]:
     """Indices of the slices along spatial ``axis`` whose foreground fraction (pixels above
-    ``background``, by default :func:`background_level` of the volume) is at least
+    ``background``, by default :func:`~medisynth.data.intensity.background_level` of the
+    volume, in any channel) is at least
     ``min_foreground`` (every slice when it is 0)."""
     if axis not in (0, 1, 2):
         raise ConfigError(f"slice axis must be 0, 1 or 2, got {axis}")
-    array = volume.array
-    floor = background_level(array) if background is None else background
-    count = array.shape[axis + 1]
+    count = volume.array.shape[axis + 1]
     if min_foreground <= 0:
         return list(range(count))
-    moved = np.moveaxis(array, axis + 1, 1)
-    fractions = np.mean(np.any(moved > floor, axis=0), axis=(1, 2))
+    mask = np.moveaxis(foreground_mask(volume.array, background), axis, 0)
+    fractions = mask.mean(axis=(1, 2))
     return [int(i) for i in np.flatnonzero(fractions >= min_foreground)]
 
 

@@ -11,8 +11,9 @@ monotone curve per scan and does not depend on the scan's own contrast curve (Ny
 1999).
 
 Matching works on images already scaled to [-1, 1] (their intensity maps applied), inside a
-foreground mask taken from the unscaled image (:func:`foreground_mask`: the intensity map's
-clipping must not turn the darkest tissue into background); the prior is -1 outside it.
+foreground mask taken from the unscaled image
+(:func:`~medisynth.data.intensity.foreground_mask`: the intensity map's clipping must not turn
+the darkest tissue into background); the prior is -1 outside it.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -33,19 +34,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from medisynth.data.intensity import background_level
 from medisynth.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 PriorKind = Literal["none", "matched", "inverted", "auto"]
 PROBABILITIES = np.linspace(0.0, 100.0, 101)
-
-
-def foreground_mask(image: np.ndarray) -> np.ndarray:
-    """The ``(*spatial)`` foreground of an unscaled ``(C, *spatial)`` image: pixels above
-    :func:`~medisynth.data.intensity.background_level` in any channel."""
-    return np.asarray(np.any(image > background_level(image), axis=0))
 
 
 def _percentiles(values: np.ndarray) -> np.ndarray:

@@ -251,3 +251,14 @@ def background_level(array: np.ndarray) -> float:
     """
     low, high = (float(v) for v in np.percentile(array, [0.5, 99]))
     return low + 0.05 * (high - low)
+
+
+def foreground_mask(image: np.ndarray, level: float | None = None) -> np.ndarray:
+    """The ``(*spatial)`` foreground of an unscaled ``(C, *spatial)`` image: pixels above
+    ``level`` (default: :func:`background_level` of the image) in any channel.
+
+    >>> foreground_mask(np.array([[[0.0, 10.0], [100.0, 0.0]]])).tolist()
+    [[False, True], [True, False]]
+    """
+    floor = background_level(image) if level is None else level
+    return np.asarray(np.any(image > floor, axis=0))
