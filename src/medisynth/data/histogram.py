@@ -88,24 +88,24 @@ class HistogramPrior:
             raise ConfigError("HistogramPrior.fit needs matched, inverted or auto")
         pooled = np.concatenate([t[0][m] for t, m in zip(targets, masks, strict=True)])
         levels = tuple(float(v) for v in _percentiles(pooled))
-        options = [False, True] if kind == "auto" else [kind == "inverted"]
-        errors = {}
-        for inverted in options:
-            prior = cls(levels, inverted)
+        if kind != "auto":
+            return cls(levels, kind == "inverted")
+
+        def training_mae(prior: HistogramPrior) -> float:
             diffs = [
                 np.abs(prior.apply(s, m)[0][m] - t[0][m])
                 for s, t, m in zip(sources, targets, masks, strict=True)
             ]
-            errors[inverted] = float(np.concatenate(diffs).mean())
-        inverted = min(errors, key=lambda k: errors[k])
-        if kind == "auto":
-            log.info(
-                "source prior: %s (training MAE direct %.3f, inverted %.3f)",
-                "inverted" if inverted else "direct",
-                errors[False],
-                errors[True],
-            )
-        return cls(levels, inverted)
+            return float(np.concatenate(diffs).mean())
+
+        direct, inverted = training_mae(cls(levels, False)), training_mae(cls(levels, True))
+        log.info(
+            "source prior: %s (training MAE direct %.3f, inverted %.3f)",
+            "inverted" if inverted < direct else "direct",
+            direct,
+            inverted,
+        )
+        return cls(levels, inverted < direct)
 
     def to_dict(self) -> dict[str, Any]:
         return {"target_levels": list(self.target_levels), "inverted": self.inverted}
