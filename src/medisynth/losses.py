@@ -97,3 +97,32 @@ def feature_matching_loss(
         for f, r in zip(fake_features, real_features, strict=True)
     ]
     return torch.stack(distances).mean()
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """Channel correlations ``F F^T / (C * voxels)`` of ``(N, C, *spatial)`` features: (N, C, C).
+
+    They keep which features occur together and drop where: the texture, not the layout.
+
+    >>> gram_matrix(torch.ones(1, 2, 3, 3)).tolist()
+    [[[0.5, 0.5], [0.5, 0.5]]]
+    """
+    flat = features.float().flatten(2)
+    return flat @ flat.transpose(1, 2) / (flat.shape[1] * flat.shape[2])
+
+
+def style_loss(
+    fake_features: Sequence[torch.Tensor], real_features: Sequence[torch.Tensor]
+) -> torch.Tensor:
+    """MedGAN's style loss: squared distance between the Gram matrices of the generated and the
+    real image's features (mean over entries, then over layers; Gatys et al. 2016).
+
+    >>> a, b = [torch.ones(1, 2, 4, 4)], [torch.zeros(1, 2, 4, 4)]
+    >>> float(style_loss(a, a)), float(style_loss(a, b))
+    (0.0, 0.25)
+    """
+    distances = [
+        (gram_matrix(f) - gram_matrix(r)).pow(2).mean()
+        for f, r in zip(fake_features, real_features, strict=True)
+    ]
+    return torch.stack(distances).mean()

@@ -97,14 +97,16 @@ def test_augmented_training_still_learns_the_mapping() -> None:
     assert after < 0.5 * before, (before, after)
 
 
-def test_perceptual_loss_and_3d() -> None:
+def test_perceptual_and_style_losses_and_3d() -> None:
     torch.manual_seed(0)
     data = DataInfo(channels=1, spatial_shape=(8, 8, 8), source_channels=2)
-    cfg = Pix2PixConfig(g_channels=4, g_depth=2, d_channels=4, d_layers=1, perceptual_weight=1.0)
+    cfg = Pix2PixConfig(
+        g_channels=4, g_depth=2, d_channels=4, d_layers=1, perceptual_weight=1.0, style_weight=1.0
+    )
     gan = Pix2Pix.build(cfg, data)
     batch = {"source": torch.rand(2, 2, 8, 8, 8) * 2 - 1, "target": torch.rand(2, 1, 8, 8, 8)}
     losses = gan.train_step(batch)
-    assert losses["perceptual"] > 0
+    assert losses["perceptual"] > 0 and losses["style"] > 0
     assert gan.translate(batch["source"]).shape == (2, 1, 8, 8, 8)
     grid, per_row = gan.sample_grid()  # channels differ: translations and targets only
     assert grid.shape == (4, 1, 8, 8, 8) and per_row == 2

@@ -3,7 +3,8 @@
 A U-Net generator and a conditional PatchGAN discriminator that sees (source, image) pairs,
 trained with an adversarial loss (LSGAN or BCE) plus ``l1_weight`` x L1 to the target (Isola et
 al. 2017). ``perceptual_weight > 0`` adds MedGAN's perceptual loss: the L1 distance between the
-discriminator's features on the real and the translated pair (Armanious et al. 2020).
+discriminator's features on the real and the translated pair (Armanious et al. 2020), and
+``style_weight > 0`` its style loss: the distance between those features' Gram matrices.
 
 Batches are ``{"source", "target"}`` tensors in [-1, 1] (``data.format: paired``). The model's
 ``DataInfo`` carries the target's intensity map as ``intensity_map`` and the source's as
@@ -32,7 +33,12 @@ from medisynth.config import FamilyConfig
 from medisynth.errors import ConfigError
 from medisynth.gans.augment import augment_pair
 from medisynth.gans.base import GANFamily, frozen, unwrap
-from medisynth.losses import discriminator_loss, feature_matching_loss, generator_loss
+from medisynth.losses import (
+    discriminator_loss,
+    feature_matching_loss,
+    generator_loss,
+    style_loss,
+)
 from medisynth.nets.patchgan import PatchDiscriminator
 from medisynth.nets.unet import UNet, Upsampling, check_divisible
 
@@ -233,6 +239,8 @@ class Pix2PixConfig(FamilyConfig):
         loss: adversarial loss, ``"lsgan"`` or ``"bce"``.
         l1_weight: weight of the L1 loss to the target (pix2pix: 100).
         perceptual_weight: weight of the MedGAN perceptual loss on D's features (0 = off).
+        style_weight: weight of the MedGAN style loss, on the Gram matrices of D's features
+            (MedGAN takes them from an ImageNet VGG-19, which would be a download; 0 = off).
         lr_g, lr_d: Adam learning rates.
         betas: Adam betas.
         augment: training augmentations of the pairs: ``"flip"`` (source and target mirrored
@@ -255,6 +263,7 @@ class Pix2PixConfig(FamilyConfig):
     loss: Literal["lsgan", "bce"] = "lsgan"
     l1_weight: float = Field(default=100.0, ge=0)
     perceptual_weight: float = Field(default=0.0, ge=0)
+    style_weight: float = Field(default=0.0, ge=0)
     lr_g: float = Field(default=2e-4, gt=0)
     lr_d: float = Field(default=2e-4, gt=0)
     betas: tuple[float, float] = (0.5, 0.999)
@@ -341,12 +350,16 @@ class Pix2Pix(ImageToImageFamily):
                 g_adv = generator_loss(cfg.loss, fake_scores)
                 l1 = (fake.float() - target.float()).abs().mean()
                 total = g_adv + cfg.l1_weight * l1
-                perceptual = None
-                if cfg.perceptual_weight > 0:
+                perceptual = style = None
+                if cfg.perceptual_weight > 0 or cfg.style_weight > 0:
                     with torch.no_grad():
                         _, real_features = critic(torch.cat([source, target], 1), True)
+                if cfg.perceptual_weight > 0:
                     perceptual = feature_matching_loss(fake_features, real_features)
                     total = total + cfg.perceptual_weight * perceptual
+                if cfg.style_weight > 0:
+                    style = style_loss(fake_features, real_features)
+                    total = total + cfg.style_weight * style
                 diversity = None
                 if cfg.diversity_weight > 0:  # mode seeking: |G(s, z1) - G(s, z2)| / |z1 - z2|
                     k = cfg.noise_channels
@@ -364,6 +377,8 @@ class Pix2Pix(ImageToImageFamily):
         }
         if isinstance(perceptual, torch.Tensor):
             losses["perceptual"] = float(perceptual.detach())
+        if isinstance(style, torch.Tensor):
+            losses["style"] = float(style.detach())
         if isinstance(diversity, torch.Tensor):
             losses["diversity"] = float(diversity.detach())
         return losses
