@@ -15,6 +15,7 @@ two seeds), and, as a check that does not share that classifier's architecture, 
 scikit-learn classifiers on the pixels (logistic regression, RBF SVM, random forest). The real
 training set is scored the same way. Also printed: the median nearest-neighbour distance inside
 each selected set (diversity) and to the nearest real training image (copying).
+``--latent-std`` below 1 draws narrower latents (the truncation trick).
 
     python benchmarks/breastmnist_selection.py runs/breastmnist_cgan [--seed 1]
 """
@@ -76,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--oversample", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0, help="noise seed of the candidates")
     parser.add_argument("--rules", nargs="+", choices=RULES, default=list(RULES))
+    parser.add_argument(
+        "--latent-std", type=float, default=1.0, help="scale of the latents (<1: truncation)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON (default: RUN/selection)")
     args = parser.parse_args(argv)
     if not args.data.is_file():
@@ -86,7 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     counts = np.bincount(sets["train"][1])
     package = load_package(args.run / "model")
     labels = np.repeat(np.arange(len(counts)), counts * args.oversample)
-    candidates = package.sample(len(labels), labels=labels, seed=args.seed)
+    noise = torch.Generator().manual_seed(args.seed)  # the draws of package.sample(seed=...)
+    z = torch.randn(len(labels), package.config.model.latent_dim, generator=noise)
+    with torch.no_grad():
+        generator = package.family.inference_nets()["generator"]
+        candidates = generator(z * args.latent_std, torch.from_numpy(labels)).float()
     images = np.round(np.clip(package.to_source_units(candidates), 0, 255)) / 255.0  # as stored
 
     family = get_family("dcgan").build(
