@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     real = read_medmnist(args.data)
     sets = {s: (real.images[s] / 255.0, real.labels[s]) for s in ("train", "val", "test")}
     counts = np.bincount(sets["train"][1])
+    if len(counts) != 2:
+        raise SystemExit(f"{args.data}: {len(counts)} classes; the margin rule needs two")
     package = load_package(args.run / "model")
     labels = np.repeat(np.arange(len(counts)), counts * args.oversample)
     noise = torch.Generator().manual_seed(args.seed)  # the draws of package.sample(seed=...)
@@ -95,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():
         generator = package.family.inference_nets()["generator"]
         candidates = generator(z * args.latent_std, torch.from_numpy(labels)).float()
-    images = np.round(np.clip(package.to_source_units(candidates), 0, 255)) / 255.0  # as stored
+    stored = np.round(np.clip(package.to_source_units(candidates), 0, 255))  # as npz would hold
+    images = (stored / 255.0).astype(np.float32)
 
     family = get_family("dcgan").build(
         package.config.model, package.data, StepContext(torch.device("cpu")), training=True
@@ -109,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         own = discriminator(candidates, label_tensor).numpy()
         other = discriminator(candidates, 1 - label_tensor).numpy()
     checker = train_classifier(*sets["train"], n_classes=len(counts), epochs=20, seed=123)
-    checker_p = predict_proba(checker, images.astype(np.float32))[np.arange(len(labels)), labels]
+    checker_p = predict_proba(checker, images)[np.arange(len(labels)), labels]
     scores = {
         "none": -np.arange(len(labels), dtype=float),  # earliest drawn first
         "discriminator": own,
@@ -138,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 for c in range(len(counts))
             ]
         )
-        chosen = (images[keep].astype(np.float32), labels[keep])
+        chosen = (images[keep], labels[keep])
         utility = classification_utility(
             sets["train"],
             chosen,
