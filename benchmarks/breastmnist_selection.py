@@ -35,8 +35,9 @@ from medisynth.data.io import read_medmnist
 from medisynth.demo import median_nn_distance
 from medisynth.gans import get_family
 from medisynth.gans.base import StepContext
+from medisynth.metrics.neighbors import knn
 from medisynth.metrics.utility import classification_utility, predict_proba, train_classifier
-from medisynth.package import load_package
+from medisynth.package import ModelPackage, load_package
 from medisynth.training.checkpoint import load_checkpoint
 
 RULES = ("none", "discriminator", "discriminator-margin", "classifier")
@@ -70,6 +71,24 @@ def sklearn_aucs(
     }
 
 
+def discriminator_scores(
+    run: Path, package: ModelPackage, images: torch.Tensor, labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The run's last discriminator on ``images`` with their own labels and the other class's."""
+    family = get_family("dcgan").build(
+        package.config.model, package.data, StepContext(torch.device("cpu")), training=True
+    )
+    discriminator = family.nets["discriminator"]
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    discriminator.load_state_dict(state["family"]["nets"]["discriminator"])
+    discriminator.eval()
+    label_tensor = torch.from_numpy(labels)
+    with torch.no_grad():
+        own = discriminator(images, label_tensor).numpy()
+        other = discriminator(images, 1 - label_tensor).numpy()
+    return own, other
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="training run folder (model/, checkpoints/)")
@@ -100,25 +119,15 @@ def main(argv: list[str] | None = None) -> int:
     stored = np.round(np.clip(package.to_source_units(candidates), 0, 255))  # as npz would hold
     images = (stored / 255.0).astype(np.float32)
 
-    family = get_family("dcgan").build(
-        package.config.model, package.data, StepContext(torch.device("cpu")), training=True
-    )
-    discriminator = family.nets["discriminator"]
-    state = load_checkpoint(args.run / "checkpoints" / "last.pt")
-    discriminator.load_state_dict(state["family"]["nets"]["discriminator"])
-    discriminator.eval()
-    label_tensor = torch.from_numpy(labels)
-    with torch.no_grad():
-        own = discriminator(candidates, label_tensor).numpy()
-        other = discriminator(candidates, 1 - label_tensor).numpy()
     checker = train_classifier(*sets["train"], n_classes=len(counts), epochs=20, seed=123)
     checker_p = predict_proba(checker, images)[np.arange(len(labels)), labels]
     scores = {
         "none": -np.arange(len(labels), dtype=float),  # earliest drawn first
-        "discriminator": own,
-        "discriminator-margin": own - other,
         "classifier": checker_p,
     }
+    if {"discriminator", "discriminator-margin"} & set(args.rules):  # needs the checkpoint
+        own, other = discriminator_scores(args.run, package, candidates, labels)
+        scores.update({"discriminator": own, "discriminator-margin": own - other})
 
     real_utility = classification_utility(
         sets["train"], None, sets["test"], val=sets["val"], seeds=(0, 1), epochs=20
@@ -133,7 +142,6 @@ def main(argv: list[str] | None = None) -> int:
         ],
     }
     print(f"real: {results['real']}; checker agreement {results['checker_agreement']}")
-    train_flat = torch.from_numpy(sets["train"][0]).float().flatten(1)
     for rule in args.rules:
         keep = np.concatenate(
             [
@@ -151,12 +159,12 @@ def main(argv: list[str] | None = None) -> int:
             epochs=20,
             conditions=("synthetic", "real+synthetic"),
         )
-        to_real = torch.cdist(torch.from_numpy(chosen[0]).float().flatten(1), train_flat)
+        to_real, _ = knn(chosen[0], sets["train"][0])
         results[rule] = {
             "utility": {k: v["auc"] for k, v in utility.items()},
             "sklearn": sklearn_aucs(chosen, sets["test"]),
             "nn_median": round(median_nn_distance(chosen[0]), 3),
-            "nearest_real_median": round(float(to_real.min(1).values.median()), 3),
+            "nearest_real_median": round(float(np.median(to_real)), 3),
         }
         row = results[rule]
         print(
