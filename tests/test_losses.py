@@ -1,11 +1,11 @@
-"""The style loss against a NumPy reference, and what it ignores (the layout)."""
+"""The style and LeCam losses against NumPy references; what the style loss ignores (layout)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from medisynth.losses import gram_matrix, style_loss
+from medisynth.losses import gram_matrix, lecam_penalty, style_loss
 
 
 def numpy_gram(x: np.ndarray) -> np.ndarray:
@@ -34,3 +34,16 @@ def test_style_loss_ignores_where_features_are_but_not_which_occur_together() ->
     )
     assert reference > 0.01
     assert np.isclose(float(style_loss(other, real)), reference, rtol=1e-4)
+
+
+def test_lecam_penalty_matches_numpy_and_vanishes_inside_the_anchors() -> None:
+    rng = np.random.default_rng(1)
+    real, fake = rng.normal(0.5, 1, 64), rng.normal(-0.5, 1, 48)
+    anchors = (0.4, -0.3)  # moving means of D on real and on fake images
+    expected = np.mean(np.maximum(real - anchors[1], 0) ** 2) + np.mean(
+        np.maximum(anchors[0] - fake, 0) ** 2
+    )
+    got = lecam_penalty(torch.from_numpy(real), torch.from_numpy(fake), *anchors)
+    assert np.isclose(float(got), expected, rtol=1e-6) and expected > 0.1
+    # real scores below the fake anchor and fake scores above the real anchor cost nothing
+    assert float(lecam_penalty(torch.full((4,), -1.0), torch.full((4,), 1.0), *anchors)) == 0.0

@@ -82,6 +82,22 @@ def r1_penalty(real_scores: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return 0.5 * grad.flatten(1).pow(2).sum(dim=1).mean()
 
 
+def lecam_penalty(
+    real_scores: torch.Tensor, fake_scores: torch.Tensor, real_anchor: float, fake_anchor: float
+) -> torch.Tensor:
+    """LeCam regulariser (Tseng et al., CVPR 2021) for GANs on little data:
+    ``E[relu(D(x) - a_fake)^2] + E[relu(a_real - D(G(z)))^2]``, where the anchors are moving
+    averages of D's mean output on real and on generated images. It keeps D's outputs on real
+    and fake images from drifting apart (the sign of D memorising a small training set).
+
+    >>> import torch
+    >>> lecam_penalty(torch.tensor([2.0, 0.0]), torch.tensor([-1.0]), 1.0, -1.0).item()
+    9.0
+    """
+    real, fake = real_scores.float(), fake_scores.float()
+    return F.relu(real - fake_anchor).pow(2).mean() + F.relu(real_anchor - fake).pow(2).mean()
+
+
 def feature_matching_loss(
     fake_features: Sequence[torch.Tensor], real_features: Sequence[torch.Tensor]
 ) -> torch.Tensor:

@@ -7,7 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from medisynth.errors import ConfigError
-from medisynth.gans.augment import diff_augment, random_color, random_cutout, random_translation
+from medisynth.gans.augment import (
+    diff_augment,
+    random_color,
+    random_cutout,
+    random_flip,
+    random_translation,
+)
 from medisynth.gans.base import DataInfo
 from medisynth.gans.dcgan import DCGAN, DCGANConfig
 from medisynth.losses import discriminator_loss, generator_loss, gradient_penalty
@@ -38,10 +44,11 @@ def test_defaults_are_the_calibrated_recipe() -> None:
         {"loss": "bce", "spectral_norm": False, "d_batch_norm": True, "diffaugment": []},
         {"loss": "lsgan"},
         {"loss": "hinge", "r1_weight": 1.0},
+        {"loss": "hinge", "lecam_weight": 0.3},
         {"loss": "wgan-gp", "spectral_norm": False},
         {"conditional": False},
     ],
-    ids=["bce-dcgan", "lsgan", "hinge-r1", "wgan-gp", "unconditional"],
+    ids=["bce-dcgan", "lsgan", "hinge-r1", "hinge-lecam", "wgan-gp", "unconditional"],
 )
 def test_each_setting_trains_and_moves_both_networks(settings: dict) -> None:
     torch.manual_seed(0)
@@ -54,6 +61,17 @@ def test_each_setting_trains_and_moves_both_networks(settings: dict) -> None:
             not torch.equal(a, b) for a, b in zip(before[name], net.parameters(), strict=True)
         )
         assert changed, f"{name} did not update"
+
+
+def test_lecam_anchors_are_moving_means_of_the_discriminator_on_real_images() -> None:
+    torch.manual_seed(0)
+    gan = DCGAN.build(small(lecam_weight=0.3), DATA)
+    first = gan.train_step(batch())["d_real"]
+    assert gan.lecam_anchors is not None
+    assert float(gan.lecam_anchors[0]) == pytest.approx(first, rel=1e-5)
+    second = gan.train_step(batch())["d_real"]
+    assert float(gan.lecam_anchors[0]) == pytest.approx(0.99 * first + 0.01 * second, rel=1e-5)
+    assert torch.equal(gan.state_dict()["lecam_anchors"], gan.lecam_anchors)
 
 
 def test_generator_step_leaves_the_discriminator_trainable() -> None:
@@ -149,9 +167,19 @@ def test_color_is_an_affine_intensity_change_per_image() -> None:
     assert rgb.shape == (8, 3, 4, 4)
 
 
+def test_flip_mirrors_about_half_of_the_images_left_right() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(200, 2, 5, 7)
+    out = random_flip(x)
+    same = torch.tensor([torch.equal(o, i) for o, i in zip(out, x, strict=True)])
+    mirrored = torch.tensor([torch.equal(o, i.flip(-1)) for o, i in zip(out, x, strict=True)])
+    assert bool((same ^ mirrored).all())  # each image is itself or its mirror image
+    assert 70 < int(mirrored.sum()) < 130
+
+
 def test_diffaugment_is_differentiable_and_3d_capable() -> None:
     x = torch.randn(2, 1, 8, 8, 8, requires_grad=True)
-    diff_augment(x, ["color", "translation", "cutout"]).sum().backward()
+    diff_augment(x, ["flip", "color", "translation", "cutout"]).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     with pytest.raises(ConfigError, match="unknown augmentation"):
         diff_augment(x, ["colour"])

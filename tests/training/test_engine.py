@@ -39,22 +39,26 @@ def _all_state(trainer: Trainer) -> dict[str, torch.Tensor]:
     return out
 
 
-def test_resume_after_sigint_ends_with_the_same_weights(tiny_run) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("model", [{}, {"lecam_weight": 1.0}], ids=["default", "lecam"])
+def test_resume_after_sigint_ends_with_the_same_weights(tiny_run, model) -> None:  # type: ignore[no-untyped-def]
+    # LeCam: its moving anchors are training state outside the networks and optimisers
     steps = 7
-    straight = Trainer(tiny_run("straight", steps=steps, sample_every=3))
+    straight = Trainer(tiny_run("straight", model=model, steps=steps, sample_every=3))
     assert straight.fit().status == "completed"
 
     def interrupt_at_3(trainer: Trainer, step: int, losses: dict[str, float]) -> None:
         if step == 3:
             os.kill(os.getpid(), signal.SIGINT)  # the real signal path
 
-    first = Trainer(tiny_run("resumed", steps=steps, sample_every=3), callbacks=[interrupt_at_3])
+    first = Trainer(
+        tiny_run("resumed", model=model, steps=steps, sample_every=3), callbacks=[interrupt_at_3]
+    )
     result = first.fit()
     assert result.status == "interrupted"
     assert result.package is None
     assert load_checkpoint(first.checkpoint_path)["step"] == 3
 
-    second = Trainer(tiny_run("resumed", steps=steps, sample_every=3))
+    second = Trainer(tiny_run("resumed", model=model, steps=steps, sample_every=3))
     resumed = second.fit(resume=True)
     assert resumed.status == "completed"
     assert resumed.start_step == 3 and resumed.steps == steps

@@ -20,8 +20,15 @@ import torch.nn.functional as F
 
 from medisynth.errors import ConfigError
 
-AUGMENTATIONS: tuple[str, ...] = ("color", "translation", "cutout")
+AUGMENTATIONS: tuple[str, ...] = ("flip", "color", "translation", "cutout")
 PAIR_AUGMENTATIONS: tuple[str, ...] = ("flip", "gamma", "blur", "noise")
+
+
+def random_flip(x: torch.Tensor) -> torch.Tensor:
+    """Mirror each image along its last axis with probability 1/2 (left-right; StyleGAN2-ADA's
+    ``xflip``): for anatomy without a handedness in the image, twice the distinct real images."""
+    flip = torch.rand(x.shape[0], device=x.device) < 0.5
+    return torch.where(flip.view((-1,) + (1,) * (x.ndim - 1)), x.flip(-1), x)
 
 
 def random_translation(x: torch.Tensor, ratio: float = 0.125, fill: float = -1.0) -> torch.Tensor:
@@ -79,9 +86,12 @@ def random_color(x: torch.Tensor) -> torch.Tensor:
 
 
 def diff_augment(x: torch.Tensor, policy: Sequence[str]) -> torch.Tensor:
-    """Apply the named augmentations in order (``"color"``, ``"translation"``, ``"cutout"``)."""
+    """Apply the named augmentations in order (``"flip"``, ``"color"``, ``"translation"``,
+    ``"cutout"``)."""
     for name in policy:
-        if name == "color":
+        if name == "flip":
+            x = random_flip(x)
+        elif name == "color":
             x = random_color(x)
         elif name == "translation":
             x = random_translation(x)

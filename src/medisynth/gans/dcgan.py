@@ -4,7 +4,7 @@ The defaults are the recipe calibrated on BreastMNIST (546 images) that does not
 projection discriminator with spectral norm, a conditional-BatchNorm generator, hinge loss, an
 EMA generator (the engine keeps it; BatchNorm statistics are recomputed before sampling),
 DiffAugment translation + cutout, D learning rate 2x G's, Adam betas (0, 0.9). BCE, LSGAN and
-WGAN-GP losses, BatchNorm discriminators and R1 are a setting away.
+WGAN-GP losses, BatchNorm discriminators, R1 and the LeCam regulariser are a setting away.
 
 >>> import torch
 >>> from medisynth.gans.base import DataInfo
@@ -19,7 +19,7 @@ torch.Size([3, 1, 28, 28])
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -33,13 +33,15 @@ from medisynth.losses import (
     discriminator_loss,
     generator_loss,
     gradient_penalty,
+    lecam_penalty,
     r1_penalty,
 )
 from medisynth.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 
-Augmentation = Literal["color", "translation", "cutout"]
+Augmentation = Literal["flip", "color", "translation", "cutout"]
 DEFAULT_AUGMENTATION: tuple[Augmentation, ...] = ("translation", "cutout")
 GRID_SEED = 20_151_119  # fixed noise for monitoring grids (the DCGAN paper's arXiv date)
+LECAM_DECAY = 0.99  # moving average of D's outputs that anchors the LeCam regulariser
 
 
 class DCGANConfig(FamilyConfig):
@@ -55,6 +57,8 @@ class DCGANConfig(FamilyConfig):
         d_batch_norm: BatchNorm in the discriminator (DCGAN style; only without spectral norm).
         gp_weight: weight of the WGAN-GP gradient penalty (used with ``loss: wgan-gp``).
         r1_weight: weight of the R1 penalty on real images (0 = off).
+        lecam_weight: weight of the LeCam regulariser (0 = off; its paper used 0.3 with hinge
+            loss and DiffAugment on 10-20% of CIFAR-10).
         diffaugment: DiffAugment policy applied to every image D sees.
         lr_g, lr_d: Adam learning rates.
         betas: Adam betas.
@@ -73,6 +77,7 @@ class DCGANConfig(FamilyConfig):
     d_batch_norm: bool = False
     gp_weight: float = Field(default=10.0, ge=0)
     r1_weight: float = Field(default=0.0, ge=0)
+    lecam_weight: float = Field(default=0.0, ge=0)
     diffaugment: list[Augmentation] = Field(default_factory=lambda: list(DEFAULT_AUGMENTATION))
     lr_g: float = Field(default=2e-4, gt=0)
     lr_d: float = Field(default=4e-4, gt=0)
@@ -96,6 +101,7 @@ class DCGAN(GANFamily):
                 "set data.image_size to resize"
             )
         self.num_classes = data.num_classes if cfg.conditional and data.num_classes > 1 else 0
+        self.lecam_anchors: torch.Tensor | None = None  # moving (real, fake) means of D's output
         size = data.spatial_shape[0]
         generator = DCGANGenerator(
             cfg.latent_dim,
@@ -162,6 +168,11 @@ class DCGAN(GANFamily):
             total = total + cfg.gp_weight * penalty
         if cfg.r1_weight > 0:
             total = total + cfg.r1_weight * r1_penalty(real_scores, real_in)
+        if cfg.lecam_weight > 0:
+            real_anchor, fake_anchor = self._update_lecam_anchors(real_scores, fake_scores)
+            total = total + cfg.lecam_weight * lecam_penalty(
+                real_scores, fake_scores, real_anchor, fake_anchor
+            )
         ctx.backward(total)
         ctx.step(self.optimizers["discriminator"])
 
@@ -176,6 +187,29 @@ class DCGAN(GANFamily):
             "g_loss": float(g_loss.detach()),
             "d_real": float(real_scores.detach().mean()),
         }
+
+    def _update_lecam_anchors(
+        self, real_scores: torch.Tensor, fake_scores: torch.Tensor
+    ) -> tuple[float, float]:
+        """Move the (real, fake) averages of D's mean output by this step's; return them."""
+        means = torch.stack([real_scores.detach().mean(), fake_scores.detach().mean()]).cpu()
+        if self.lecam_anchors is None:  # the first step starts the averages at its own means
+            self.lecam_anchors = means
+        else:
+            self.lecam_anchors.mul_(LECAM_DECAY).add_(means, alpha=1 - LECAM_DECAY)
+        real, fake = self.lecam_anchors.tolist()
+        return real, fake
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        if self.lecam_anchors is not None:
+            state["lecam_anchors"] = self.lecam_anchors.clone()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        anchors = state.get("lecam_anchors")
+        self.lecam_anchors = None if anchors is None else anchors.clone()
 
     # ------------------------------------------------------------------ sampling
     def _inference_generator(self) -> nn.Module:
