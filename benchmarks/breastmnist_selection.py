@@ -149,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
             "utility": real_utility["real"]["auc"],
             "sklearn": sklearn_aucs(sets["train"], sets["test"]),
         }
-    print(f"real: {results.get('real')}; checker agreement {results['checker_agreement']}")
+    if "real" in results:
+        print(f"real: {results['real']}")
+    print(f"checker agreement: {results['checker_agreement']}")
     for rule in args.rules:
         keep = np.concatenate(
             [

@@ -161,11 +161,9 @@ def augment_pair(
     [torch.Size([2, 1, 4, 4]), torch.Size([2, 1, 4, 4])]
     """
     for name in policy:
-        if name == "flip":
-            flip = torch.rand(source.shape[0], device=source.device) < 0.5
-            view = (-1,) + (1,) * (source.ndim - 1)
-            source = torch.where(flip.view(view), source.flip(-1), source)
-            target = torch.where(flip.view(view), target.flip(-1), target)
+        if name == "flip":  # one draw per pair: source and target mirrored together
+            both = random_flip(torch.cat([source, target], dim=1))
+            source, target = both.split([source.shape[1], target.shape[1]], dim=1)
         elif name == "gamma":
             source = random_gamma(source)
         elif name == "blur":
