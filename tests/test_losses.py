@@ -1,11 +1,12 @@
-"""The style and LeCam losses against NumPy references; what the style loss ignores (layout)."""
+"""Style, LeCam and mode-seeking losses against NumPy; what the style loss ignores (layout)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
-from medisynth.losses import gram_matrix, lecam_penalty, style_loss
+from medisynth.losses import gram_matrix, lecam_penalty, mode_seeking_ratio, style_loss
 
 
 def numpy_gram(x: np.ndarray) -> np.ndarray:
@@ -47,3 +48,12 @@ def test_lecam_penalty_matches_numpy_and_vanishes_inside_the_anchors() -> None:
     assert np.isclose(float(got), expected, rtol=1e-6) and expected > 0.1
     # real scores below the fake anchor and fake scores above the real anchor cost nothing
     assert float(lecam_penalty(torch.full((4,), -1.0), torch.full((4,), 1.0), *anchors)) == 0.0
+
+
+def test_mode_seeking_ratio_matches_numpy() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 3, 5, 5)), rng.normal(size=(2, 3, 5, 5))
+    za, zb = rng.normal(size=(2, 7)), rng.normal(size=(2, 7))
+    want = np.abs(a - b).mean() / np.abs(za - zb).mean()
+    got = mode_seeking_ratio(*(torch.from_numpy(x) for x in (a, b, za, zb)))
+    assert float(got) == pytest.approx(want, rel=1e-6)

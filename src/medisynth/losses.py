@@ -98,6 +98,21 @@ def lecam_penalty(
     return F.relu(real - fake_anchor).pow(2).mean() + F.relu(real_anchor - fake).pow(2).mean()
 
 
+def mode_seeking_ratio(
+    fake_a: torch.Tensor, fake_b: torch.Tensor, z_a: torch.Tensor, z_b: torch.Tensor
+) -> torch.Tensor:
+    """Mode-seeking ratio (Mao et al., CVPR 2019) ``mean|G(z_a) - G(z_b)| / mean|z_a - z_b|``
+    for two outputs of one condition. A generator that ignores its noise scores ~0; the
+    mode-seeking loss adds ``weight / (ratio + 1e-5)`` to the generator's loss.
+
+    >>> import torch
+    >>> a, b = torch.zeros(2, 4), torch.ones(2, 4)
+    >>> mode_seeking_ratio(a, b, torch.zeros(2, 3), torch.full((2, 3), 2.0)).item()
+    0.5
+    """
+    return (fake_a.float() - fake_b.float()).abs().mean() / (z_a - z_b).abs().float().mean()
+
+
 def feature_matching_loss(
     fake_features: Sequence[torch.Tensor], real_features: Sequence[torch.Tensor]
 ) -> torch.Tensor:

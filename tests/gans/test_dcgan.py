@@ -45,10 +45,11 @@ def test_defaults_are_the_calibrated_recipe() -> None:
         {"loss": "lsgan"},
         {"loss": "hinge", "r1_weight": 1.0},
         {"loss": "hinge", "lecam_weight": 0.3},
-        {"loss": "wgan-gp", "spectral_norm": False},
+        {"loss": "hinge", "diversity_weight": 1.0},
+        {"loss": "wgan-gp", "spectral_norm": False, "diversity_weight": 1.0},
         {"conditional": False},
     ],
-    ids=["bce-dcgan", "lsgan", "hinge-r1", "hinge-lecam", "wgan-gp", "unconditional"],
+    ids=["bce-dcgan", "lsgan", "hinge-r1", "hinge-lecam", "hinge-seeking", "wgan-gp", "uncond"],
 )
 def test_each_setting_trains_and_moves_both_networks(settings: dict) -> None:
     torch.manual_seed(0)
@@ -72,6 +73,27 @@ def test_lecam_anchors_are_moving_means_of_the_discriminator_on_real_images() ->
     second = gan.train_step(batch())["d_real"]
     assert float(gan.lecam_anchors[0]) == pytest.approx(0.99 * first + 0.01 * second, rel=1e-5)
     assert torch.equal(gan.state_dict()["lecam_anchors"], gan.lecam_anchors)
+
+
+def test_mode_seeking_pairs_generated_images_of_one_class() -> None:
+    """With ``diversity_weight``, image i and i + n/2 of the generated batch share a class, and
+    the generator loss grows by exactly weight / (ratio + 1e-5) of that batch's pairs."""
+    seen: list[torch.Tensor] = []
+    runs = []
+    for weight in (0.0, 1.0, 2.0):
+        torch.manual_seed(0)
+        gan = DCGAN.build(small(diversity_weight=weight, diffaugment=[]), DATA)
+        generator = gan.nets["generator"]
+        hook = generator.register_forward_hook(lambda _m, args, _o: seen.append(args[1]))
+        labels = torch.tensor([0, 0, 1, 1, 1, 0, 1, 0])
+        runs.append(gan.train_step({"image": torch.rand(8, 1, 16, 16) * 2 - 1, "label": labels}))
+        hook.remove()
+    assert torch.equal(seen[0], labels)  # off: the generated batch takes the real batch's labels
+    assert torch.equal(seen[1], labels[[0, 1, 2, 3, 0, 1, 2, 3]])
+    assert "diversity" not in runs[0]
+    once, twice = runs[1], runs[2]
+    assert once["diversity"] == twice["diversity"] > 0 and once["d_loss"] == twice["d_loss"]
+    assert twice["g_loss"] - once["g_loss"] == pytest.approx(1 / (once["diversity"] + 1e-5))
 
 
 def test_generator_step_leaves_the_discriminator_trainable() -> None:

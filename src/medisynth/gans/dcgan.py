@@ -34,6 +34,7 @@ from medisynth.losses import (
     generator_loss,
     gradient_penalty,
     lecam_penalty,
+    mode_seeking_ratio,
     r1_penalty,
 )
 from medisynth.nets.dcgan import DCGANDiscriminator, DCGANGenerator
@@ -59,6 +60,10 @@ class DCGANConfig(FamilyConfig):
         r1_weight: weight of the R1 penalty on real images (0 = off).
         lecam_weight: weight of the LeCam regulariser (0 = off; its paper used 0.3 with hinge
             loss and DiffAugment on 10-20% of CIFAR-10).
+        diversity_weight: weight of the mode-seeking loss (Mao et al. 2019; 0 = off): the
+            generated batch is drawn in pairs of one class, and G is pushed to make each pair
+            differ in proportion to their latent vectors (against a class that decides the
+            image and a latent that is ignored). Its paper used 1 for class-conditional DCGAN.
         diffaugment: DiffAugment policy applied to every image D sees.
         lr_g, lr_d: Adam learning rates.
         betas: Adam betas.
@@ -78,6 +83,7 @@ class DCGANConfig(FamilyConfig):
     gp_weight: float = Field(default=10.0, ge=0)
     r1_weight: float = Field(default=0.0, ge=0)
     lecam_weight: float = Field(default=0.0, ge=0)
+    diversity_weight: float = Field(default=0.0, ge=0)
     diffaugment: list[Augmentation] = Field(default_factory=lambda: list(DEFAULT_AUGMENTATION))
     lr_g: float = Field(default=2e-4, gt=0)
     lr_d: float = Field(default=4e-4, gt=0)
@@ -146,9 +152,14 @@ class DCGAN(GANFamily):
         real = ctx.memory_format(batch["image"])
         labels = self._labels(batch)
         n = real.shape[0]
+        # mode seeking: image i + half gets image i's class, so the batch holds same-class pairs
+        half = (n + 1) // 2 if cfg.diversity_weight > 0 and n > 1 else n
+        fake_labels = None
+        if labels is not None:
+            fake_labels = labels[torch.arange(n, device=labels.device) % half]
         z = torch.randn(n, cfg.latent_dim, device=ctx.device)
         with ctx.autocast():
-            fake = generator(z, labels)
+            fake = generator(z, fake_labels)
 
         # discriminator: one forward over real and generated images together
         with ctx.autocast():
@@ -157,7 +168,9 @@ class DCGAN(GANFamily):
             if cfg.r1_weight > 0:
                 real_in = real_in.detach().requires_grad_(True)
                 images = torch.cat([real_in, fake_in])
-            both_labels = None if labels is None else torch.cat([labels, labels])
+            both_labels = (
+                None if labels is None or fake_labels is None else torch.cat([labels, fake_labels])
+            )
             scores = discriminator(images, both_labels).float()
             real_scores, fake_scores = scores[:n], scores[n:]
             d_loss = discriminator_loss(cfg.loss, real_scores, fake_scores)
@@ -179,14 +192,21 @@ class DCGAN(GANFamily):
         # generator: through the plain discriminator, whose weights are frozen for this step
         with frozen(unwrap(discriminator)) as critic:
             with ctx.autocast():
-                g_loss = generator_loss(cfg.loss, critic(self._augment(fake), labels))
+                g_loss = generator_loss(cfg.loss, critic(self._augment(fake), fake_labels))
+                if half < n:
+                    pairs = n - half
+                    diversity = mode_seeking_ratio(fake[:pairs], fake[half:], z[:pairs], z[half:])
+                    g_loss = g_loss + cfg.diversity_weight / (diversity + 1e-5)
             ctx.backward(g_loss)
             ctx.step(self.optimizers["generator"])
-        return {
+        losses = {
             "d_loss": float(d_loss.detach()),
             "g_loss": float(g_loss.detach()),
             "d_real": float(real_scores.detach().mean()),
         }
+        if half < n:
+            losses["diversity"] = float(diversity.detach())
+        return losses
 
     def _update_lecam_anchors(
         self, real_scores: torch.Tensor, fake_scores: torch.Tensor

@@ -42,7 +42,7 @@ from medisynth.errors import ConfigError
 from medisynth.gans.augment import diff_augment
 from medisynth.gans.base import GANFamily, frozen, unwrap
 from medisynth.gans.dcgan import Augmentation
-from medisynth.losses import discriminator_loss, generator_loss
+from medisynth.losses import discriminator_loss, generator_loss, mode_seeking_ratio
 from medisynth.multiscale_inference import Ramp, TileSettings, level_shapes, synthesize
 from medisynth.nets.multiscale import (
     NOISE_FACTOR,
@@ -295,8 +295,7 @@ class MultiScaleGAN(GANFamily):
             )
         if seeking:  # mode seeking: |G(z1) - G(z2)| / |z1 - z2|
             fakes[0], other = fakes[0][:n], fakes[0][n:]
-            z_gap = (noise[:n] - noise[n:]).abs().mean()
-            diversity = (fakes[0].float() - other.float()).abs().mean() / z_gap
+            diversity = mode_seeking_ratio(fakes[0], other, noise[:n], noise[n:])
         contexts: list[torch.Tensor | None] = [conds[0]]
         for up, cp in zip(ups, cond_patches, strict=True):
             contexts.append(up if cp is None else torch.cat([up, cp], dim=1))

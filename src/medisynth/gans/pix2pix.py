@@ -37,6 +37,7 @@ from medisynth.losses import (
     discriminator_loss,
     feature_matching_loss,
     generator_loss,
+    mode_seeking_ratio,
     style_loss,
 )
 from medisynth.nets.patchgan import PatchDiscriminator
@@ -365,8 +366,7 @@ class Pix2Pix(ImageToImageFamily):
                     k = cfg.noise_channels
                     inputs2 = self.with_noise(source)
                     other = generator(inputs2)
-                    z_gap = (inputs2[:, -k:] - inputs[:, -k:]).abs().mean()
-                    diversity = (other.float() - fake.float()).abs().mean() / z_gap
+                    diversity = mode_seeking_ratio(other, fake, inputs2[:, -k:], inputs[:, -k:])
                     total = total + cfg.diversity_weight / (diversity + 1e-5)
             ctx.backward(total)
             ctx.step(self.optimizers["generator"])
