@@ -46,10 +46,12 @@ def test_defaults_are_the_calibrated_recipe() -> None:
         {"loss": "hinge", "r1_weight": 1.0},
         {"loss": "hinge", "lecam_weight": 0.3},
         {"loss": "hinge", "diversity_weight": 1.0},
+        {"loss": "hinge", "class_loss_weight": 1.0},
+        {"class_networks": "separate"},
         {"loss": "wgan-gp", "spectral_norm": False, "diversity_weight": 1.0},
         {"conditional": False},
     ],
-    ids=["bce-dcgan", "lsgan", "hinge-r1", "hinge-lecam", "hinge-seeking", "wgan-gp", "uncond"],
+    ids=["bce", "lsgan", "r1", "lecam", "seeking", "class-loss", "per-class", "wgan-gp", "uncond"],
 )
 def test_each_setting_trains_and_moves_both_networks(settings: dict) -> None:
     torch.manual_seed(0)
@@ -94,6 +96,33 @@ def test_mode_seeking_pairs_generated_images_of_one_class() -> None:
     once, twice = runs[1], runs[2]
     assert once["diversity"] == twice["diversity"] > 0 and once["d_loss"] == twice["d_loss"]
     assert twice["g_loss"] - once["g_loss"] == pytest.approx(1 / (once["diversity"] + 1e-5))
+
+
+def test_per_class_networks_learn_only_from_their_own_class() -> None:
+    """``class_networks="separate"``: a batch of class 0 moves class 0's generator and
+    discriminator and leaves class 1's untouched; sampling routes each label to its generator."""
+    torch.manual_seed(0)
+    gan = DCGAN.build(small(class_networks="separate"), DATA)
+    before = {n: [p.detach().clone() for p in net.parameters()] for n, net in gan.modules()}
+    gan.train_step({"image": torch.rand(6, 1, 16, 16) * 2 - 1, "label": torch.zeros(6).long()})
+    for name, net in gan.modules():
+        per_class = net.nets  # type: ignore[union-attr]
+        for c, moved in ((0, True), (1, False)):
+            old = before[name][sum(1 for _ in per_class[:c].parameters()) :]
+            changed = any(
+                not torch.equal(a, b) for a, b in zip(old, per_class[c].parameters(), strict=False)
+            )
+            assert changed is moved, f"{name} of class {c}"
+    labels = torch.tensor([1, 0, 1])
+    z = torch.randn(3, 8)
+    generator = gan.nets["generator"].eval()
+    want = torch.cat([generator.nets[int(y)](z[i : i + 1]) for i, y in enumerate(labels)])
+    torch.testing.assert_close(generator(z, labels), want)
+
+
+def test_class_loss_needs_shared_class_networks() -> None:
+    with pytest.raises(ConfigError, match="class_loss_weight needs shared class networks"):
+        DCGAN.build(small(class_networks="separate", class_loss_weight=1.0), DATA)
 
 
 def test_generator_step_leaves_the_discriminator_trainable() -> None:

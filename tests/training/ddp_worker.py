@@ -1,7 +1,10 @@
-"""Launched by torchrun from test_distributed.py: a tiny DDP run; each rank saves its weights."""
+"""Launched by torchrun from test_distributed.py: a tiny DDP run; each rank saves its weights.
+
+Arguments: OUT_DIR NPZ [MODEL_JSON [BATCH_SIZE]] (model settings, batch per process)."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -11,15 +14,15 @@ from medisynth.config import RunConfig
 from medisynth.training.engine import Trainer
 
 
-def main(out_dir: str, npz: str) -> None:
+def main(out_dir: str, npz: str, model: str = "{}", batch_size: str = "8") -> None:
     config = RunConfig.from_dict(
         {
             "seed": 3,
             "data": {"path": npz},
-            "model": {"g_channels": 8, "d_channels": 8, "latent_dim": 8},
+            "model": {"g_channels": 8, "d_channels": 8, "latent_dim": 8, **json.loads(model)},
             "train": {
                 "steps": 4,
-                "batch_size": 8,
+                "batch_size": int(batch_size),
                 "precision": "fp32",
                 "device": "cpu",
                 "progress": False,
@@ -43,4 +46,4 @@ def main(out_dir: str, npz: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:])

@@ -19,9 +19,11 @@ torch.Size([3, 1, 28, 28])
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
@@ -37,7 +39,7 @@ from medisynth.losses import (
     mode_seeking_ratio,
     r1_penalty,
 )
-from medisynth.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+from medisynth.nets.dcgan import DCGANDiscriminator, DCGANGenerator, PerClassNetworks
 
 Augmentation = Literal["flip", "color", "translation", "cutout"]
 DEFAULT_AUGMENTATION: tuple[Augmentation, ...] = ("translation", "cutout")
@@ -64,6 +66,14 @@ class DCGANConfig(FamilyConfig):
             generated batch is drawn in pairs of one class, and G is pushed to make each pair
             differ in proportion to their latent vectors (against a class that decides the
             image and a latent that is ignored). Its paper used 1 for class-conditional DCGAN.
+        class_networks: ``"shared"``: one generator and one discriminator for every class
+            (conditional BatchNorm, projection); ``"separate"``: an unconditional pair per class,
+            each trained on its class's images of the batch only (as one GAN per class,
+            Frid-Adar et al. 2018; pair it with ``data.balance_classes`` and a batch of ~64 per
+            class).
+        class_loss_weight: weight of an auxiliary classifier on D's features (AC-GAN, Odena et
+            al. 2017; 0 = off): it learns the classes of the *real* images only, and G is
+            trained to make images it assigns to their class.
         diffaugment: DiffAugment policy applied to every image D sees.
         lr_g, lr_d: Adam learning rates.
         betas: Adam betas.
@@ -84,6 +94,8 @@ class DCGANConfig(FamilyConfig):
     r1_weight: float = Field(default=0.0, ge=0)
     lecam_weight: float = Field(default=0.0, ge=0)
     diversity_weight: float = Field(default=0.0, ge=0)
+    class_networks: Literal["shared", "separate"] = "shared"
+    class_loss_weight: float = Field(default=0.0, ge=0)
     diffaugment: list[Augmentation] = Field(default_factory=lambda: list(DEFAULT_AUGMENTATION))
     lr_g: float = Field(default=2e-4, gt=0)
     lr_d: float = Field(default=4e-4, gt=0)
@@ -109,25 +121,37 @@ class DCGAN(GANFamily):
         self.num_classes = data.num_classes if cfg.conditional and data.num_classes > 1 else 0
         self.lecam_anchors: torch.Tensor | None = None  # moving (real, fake) means of D's output
         size = data.spatial_shape[0]
-        generator = DCGANGenerator(
-            cfg.latent_dim,
-            data.channels,
-            size,
-            cfg.g_channels,
-            self.num_classes,
-            data.spatial_dims,
+        separate = bool(self.num_classes) and cfg.class_networks == "separate"
+        if separate and cfg.class_loss_weight > 0:
+            raise ConfigError(
+                "model.class_loss_weight needs shared class networks: with "
+                "model.class_networks=separate each discriminator sees one class only"
+            )
+        copies = self.num_classes if separate else 1
+        classes = 0 if separate else self.num_classes  # per-class networks are unconditional
+
+        def one_per_class(build: Callable[[], nn.Module]) -> nn.Module:
+            return PerClassNetworks([build() for _ in range(copies)]) if separate else build()
+
+        generator = one_per_class(
+            lambda: DCGANGenerator(
+                cfg.latent_dim, data.channels, size, cfg.g_channels, classes, data.spatial_dims
+            )
         )
         self.nets["generator"] = generator.to(self.context.device)
         if not training:
             return
-        discriminator = DCGANDiscriminator(
-            data.channels,
-            size,
-            cfg.d_channels,
-            self.num_classes,
-            spectral_norm=cfg.spectral_norm,
-            batch_norm=cfg.d_batch_norm,
-            spatial_dims=data.spatial_dims,
+        discriminator = one_per_class(
+            lambda: DCGANDiscriminator(
+                data.channels,
+                size,
+                cfg.d_channels,
+                classes,
+                spectral_norm=cfg.spectral_norm,
+                batch_norm=cfg.d_batch_norm,
+                spatial_dims=data.spatial_dims,
+                class_head=cfg.class_loss_weight > 0,
+            )
         )
         self.nets["discriminator"] = discriminator.to(self.context.device)
         self.optimizers["generator"] = torch.optim.Adam(
@@ -160,6 +184,9 @@ class DCGAN(GANFamily):
         z = torch.randn(n, cfg.latent_dim, device=ctx.device)
         with ctx.autocast():
             fake = generator(z, fake_labels)
+        aux = None  # (real, generated) labels for the auxiliary classifier
+        if cfg.class_loss_weight > 0 and labels is not None and fake_labels is not None:
+            aux = (labels, fake_labels)
 
         # discriminator: one forward over real and generated images together
         with ctx.autocast():
@@ -171,10 +198,17 @@ class DCGAN(GANFamily):
             both_labels = (
                 None if labels is None or fake_labels is None else torch.cat([labels, fake_labels])
             )
-            scores = discriminator(images, both_labels).float()
+            if aux is not None:
+                scores, logits = discriminator(images, both_labels, with_logits=True)
+                d_class = F.cross_entropy(logits[:n].float(), aux[0])  # real images only
+            else:
+                scores = discriminator(images, both_labels)
+            scores = scores.float()
             real_scores, fake_scores = scores[:n], scores[n:]
             d_loss = discriminator_loss(cfg.loss, real_scores, fake_scores)
         total = d_loss
+        if aux is not None:
+            total = total + cfg.class_loss_weight * d_class
         if cfg.loss == "wgan-gp" and cfg.gp_weight > 0:
             with ctx.autocast():
                 penalty = gradient_penalty(unwrap(discriminator), real_in, fake_in, labels)
@@ -192,7 +226,12 @@ class DCGAN(GANFamily):
         # generator: through the plain discriminator, whose weights are frozen for this step
         with frozen(unwrap(discriminator)) as critic:
             with ctx.autocast():
-                g_loss = generator_loss(cfg.loss, critic(self._augment(fake), fake_labels))
+                if aux is not None:
+                    fake_scores, logits = critic(self._augment(fake), aux[1], with_logits=True)
+                    g_class = F.cross_entropy(logits.float(), aux[1])
+                    g_loss = generator_loss(cfg.loss, fake_scores) + cfg.class_loss_weight * g_class
+                else:
+                    g_loss = generator_loss(cfg.loss, critic(self._augment(fake), fake_labels))
                 if half < n:
                     pairs = n - half
                     diversity = mode_seeking_ratio(fake[:pairs], fake[half:], z[:pairs], z[half:])
@@ -206,6 +245,9 @@ class DCGAN(GANFamily):
         }
         if half < n:
             losses["diversity"] = float(diversity.detach())
+        if aux is not None:
+            losses["d_class"] = float(d_class.detach())
+            losses["g_class"] = float(g_class.detach())
         return losses
 
     def _update_lecam_anchors(

@@ -6,7 +6,8 @@ ReLU, ``tanh`` output); the discriminator halves it with stride-2 convolutions (
 Sizes ``s * 2**k`` with ``s <= 8`` work (28 = 7 * 4, 64 = 4 * 16, 256 = 4 * 64).
 
 Class conditioning: conditional BatchNorm in the generator, a projection head (Miyato & Koyama
-2018) in the discriminator. Spectral normalisation of the discriminator is optional.
+2018) in the discriminator; or :class:`PerClassNetworks`, one unconditional network per class
+(Frid-Adar et al. 2018). Spectral normalisation of the discriminator is optional.
 
 >>> import torch
 >>> g = DCGANGenerator(latent_dim=16, out_channels=1, image_size=28, base_channels=8, num_classes=2)
@@ -18,6 +19,8 @@ Class conditioning: conditional BatchNorm in the generator, a projection head (M
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -129,6 +132,7 @@ class DCGANDiscriminator(nn.Module):
         spectral_norm: bool = True,
         batch_norm: bool = False,
         spatial_dims: int = 2,
+        class_head: bool = False,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
@@ -150,13 +154,54 @@ class DCGANDiscriminator(nn.Module):
         self.embed: nn.Module | None = None
         if num_classes > 1:
             self.embed = maybe_spectral_norm(nn.Embedding(num_classes, channels), spectral_norm)
+        self.classifier: nn.Module | None = None
+        if class_head and num_classes > 1:
+            self.classifier = maybe_spectral_norm(nn.Linear(channels, num_classes), spectral_norm)
         dcgan_init(self)
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None, with_logits: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         h = self.features(x).sum(dim=tuple(range(2, x.ndim)))
         score = self.head(h).squeeze(1)
         if self.embed is not None:
             if labels is None:
                 raise ValueError("this projection discriminator needs class labels")
             score = score + (self.embed(labels).to(h.dtype) * h).sum(dim=1)
+        if with_logits:
+            if self.classifier is None:
+                raise ValueError("this discriminator has no class head (class_head=True)")
+            return score, self.classifier(h)
         return score
+
+
+class PerClassNetworks(nn.Module):
+    """One unconditional network per class: each input goes through its class's network.
+
+    The networks share nothing, BatchNorm statistics included, so each learns its class from that
+    class's images alone (as training one GAN per class, Frid-Adar et al. 2018). Outputs come back
+    in the input's order.
+
+    >>> import torch
+    >>> nets = PerClassNetworks([DCGANGenerator(16, 1, 28, 8), DCGANGenerator(16, 1, 28, 8)])
+    >>> nets(torch.randn(3, 16), torch.tensor([1, 0, 1])).shape
+    torch.Size([3, 1, 28, 28])
+    """
+
+    def __init__(self, nets: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.nets = nn.ModuleList(nets)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if labels is None:
+            raise ValueError("per-class networks need class labels")
+        groups = [torch.nonzero(labels == c).squeeze(1) for c in range(len(self.nets))]
+        # while training, a class missing from the batch still runs (on no images: zero
+        # gradients, BatchNorm statistics unchanged), so every process of a
+        # DistributedDataParallel run updates every parameter alike
+        grad = torch.is_grad_enabled()
+        outputs = [net(x[i]) for net, i in zip(self.nets, groups, strict=True) if len(i) or grad]
+        order = torch.cat(groups)
+        if len(order) != len(labels):
+            raise ValueError(f"labels outside 0..{len(self.nets) - 1}: {labels.unique().tolist()}")
+        return torch.cat(outputs)[torch.argsort(order)]
