@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -118,6 +120,21 @@ def test_per_class_networks_learn_only_from_their_own_class() -> None:
     generator = gan.nets["generator"].eval()
     want = torch.cat([generator.nets[int(y)](z[i : i + 1]) for i, y in enumerate(labels)])
     torch.testing.assert_close(generator(z, labels), want)
+
+
+def test_class_loss_trains_the_auxiliary_classifier_on_real_images_only() -> None:
+    """``class_loss_weight``: D's class head is scored by cross-entropy on the real batch (the
+    value before the step's update), and both networks report their class losses."""
+    torch.manual_seed(0)
+    gan = DCGAN.build(small(class_loss_weight=1.0, diffaugment=[]), DATA)
+    real = batch()
+    twin = copy.deepcopy(gan.nets["discriminator"])  # spectral norm's power step, done once
+    with torch.no_grad():
+        _, logits = twin(real["image"], real["label"], with_logits=True)
+    want = F.cross_entropy(logits, real["label"])
+    losses = gan.train_step(real)
+    assert losses["d_class"] == pytest.approx(float(want), rel=1e-5)
+    assert losses["g_class"] > 0
 
 
 def test_class_loss_needs_shared_class_networks() -> None:
