@@ -38,6 +38,7 @@ def test_defaults_are_the_calibrated_recipe() -> None:
     assert cfg.lr_d == pytest.approx(2 * cfg.lr_g)
     assert cfg.betas == (0.0, 0.9)
     assert cfg.bn_refresh_batches > 0
+    assert cfg.class_loss_weight == 1.0 and cfg.class_networks == "shared"
 
 
 @pytest.mark.parametrize(
@@ -48,12 +49,22 @@ def test_defaults_are_the_calibrated_recipe() -> None:
         {"loss": "hinge", "r1_weight": 1.0},
         {"loss": "hinge", "lecam_weight": 0.3},
         {"loss": "hinge", "diversity_weight": 1.0},
-        {"loss": "hinge", "class_loss_weight": 1.0},
+        {"loss": "hinge", "class_loss_weight": 0.0},
         {"class_networks": "separate"},
         {"loss": "wgan-gp", "spectral_norm": False, "diversity_weight": 1.0},
         {"conditional": False},
     ],
-    ids=["bce", "lsgan", "r1", "lecam", "seeking", "class-loss", "per-class", "wgan-gp", "uncond"],
+    ids=[
+        "bce",
+        "lsgan",
+        "r1",
+        "lecam",
+        "seeking",
+        "no-class-loss",
+        "per-class",
+        "wgan-gp",
+        "uncond",
+    ],
 )
 def test_each_setting_trains_and_moves_both_networks(settings: dict) -> None:
     torch.manual_seed(0)
@@ -137,9 +148,13 @@ def test_class_loss_trains_the_auxiliary_classifier_on_real_images_only() -> Non
     assert losses["g_class"] > 0
 
 
-def test_class_loss_needs_shared_class_networks() -> None:
-    with pytest.raises(ConfigError, match="class_loss_weight needs shared class networks"):
-        DCGAN.build(small(class_networks="separate", class_loss_weight=1.0), DATA)
+def test_auxiliary_classifier_only_with_shared_class_networks() -> None:
+    shared = DCGAN.build(small(), DATA)  # on by default
+    assert shared.nets["discriminator"].classifier is not None
+    assert {"d_class", "g_class"} <= set(shared.train_step(batch()))
+    for cfg in (small(class_networks="separate"), small(class_loss_weight=0.0)):
+        losses = DCGAN.build(cfg, DATA).train_step(batch())
+        assert "d_class" not in losses and "g_class" not in losses
 
 
 def test_generator_step_leaves_the_discriminator_trainable() -> None:

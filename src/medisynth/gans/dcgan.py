@@ -1,10 +1,11 @@
 """The DCGAN family: unconditional or class-conditional image synthesis, 2D or 3D.
 
 The defaults are the recipe calibrated on BreastMNIST (546 images) that does not collapse: a
-projection discriminator with spectral norm, a conditional-BatchNorm generator, hinge loss, an
-EMA generator (the engine keeps it; BatchNorm statistics are recomputed before sampling),
-DiffAugment translation + cutout, D learning rate 2x G's, Adam betas (0, 0.9). BCE, LSGAN and
-WGAN-GP losses, BatchNorm discriminators, R1 and the LeCam regulariser are a setting away.
+projection discriminator with spectral norm and an auxiliary classifier learning the real
+images' classes, a conditional-BatchNorm generator, hinge loss, an EMA generator (the engine
+keeps it; BatchNorm statistics are recomputed before sampling), DiffAugment translation +
+cutout, D learning rate 2x G's, Adam betas (0, 0.9). BCE, LSGAN and WGAN-GP losses, BatchNorm
+discriminators, R1, LeCam, mode seeking and one network pair per class are a setting away.
 
 >>> import torch
 >>> from medisynth.gans.base import DataInfo
@@ -12,7 +13,7 @@ WGAN-GP losses, BatchNorm discriminators, R1 and the LeCam regulariser are a set
 >>> gan = DCGAN.build(DCGANConfig(g_channels=8, d_channels=8, latent_dim=16), data)
 >>> batch = {"image": torch.rand(4, 1, 28, 28) * 2 - 1, "label": torch.tensor([0, 1, 0, 1])}
 >>> sorted(gan.train_step(batch))
-['d_loss', 'd_real', 'g_loss']
+['d_class', 'd_loss', 'd_real', 'g_class', 'g_loss']
 >>> gan.sample(3, labels=torch.tensor([1, 1, 0])).shape
 torch.Size([3, 1, 28, 28])
 """
@@ -70,10 +71,10 @@ class DCGANConfig(FamilyConfig):
             (conditional BatchNorm, projection); ``"separate"``: an unconditional pair per class,
             each trained on its class's images of the batch only (as one GAN per class,
             Frid-Adar et al. 2018; pair it with ``data.balance_classes`` and a batch of ~64 per
-            class).
+            class). Separate networks have no auxiliary classifier.
         class_loss_weight: weight of an auxiliary classifier on D's features (AC-GAN, Odena et
-            al. 2017; 0 = off): it learns the classes of the *real* images only, and G is
-            trained to make images it assigns to their class.
+            al. 2017; 0 = off; shared class networks only): it learns the classes of the *real*
+            images only, and G is trained to make images it assigns to their class.
         diffaugment: DiffAugment policy applied to every image D sees.
         lr_g, lr_d: Adam learning rates.
         betas: Adam betas.
@@ -95,7 +96,7 @@ class DCGANConfig(FamilyConfig):
     lecam_weight: float = Field(default=0.0, ge=0)
     diversity_weight: float = Field(default=0.0, ge=0)
     class_networks: Literal["shared", "separate"] = "shared"
-    class_loss_weight: float = Field(default=0.0, ge=0)
+    class_loss_weight: float = Field(default=1.0, ge=0)
     diffaugment: list[Augmentation] = Field(default_factory=lambda: list(DEFAULT_AUGMENTATION))
     lr_g: float = Field(default=2e-4, gt=0)
     lr_d: float = Field(default=4e-4, gt=0)
@@ -122,11 +123,8 @@ class DCGAN(GANFamily):
         self.lecam_anchors: torch.Tensor | None = None  # moving (real, fake) means of D's output
         size = data.spatial_shape[0]
         separate = bool(self.num_classes) and cfg.class_networks == "separate"
-        if separate and cfg.class_loss_weight > 0:
-            raise ConfigError(
-                "model.class_loss_weight needs shared class networks: with "
-                "model.class_networks=separate each discriminator sees one class only"
-            )
+        # the auxiliary classifier needs one discriminator that sees every class
+        self.class_loss_weight = 0.0 if separate or not self.num_classes else cfg.class_loss_weight
         copies = self.num_classes if separate else 1
         classes = 0 if separate else self.num_classes  # per-class networks are unconditional
 
@@ -150,7 +148,7 @@ class DCGAN(GANFamily):
                 spectral_norm=cfg.spectral_norm,
                 batch_norm=cfg.d_batch_norm,
                 spatial_dims=data.spatial_dims,
-                class_head=cfg.class_loss_weight > 0,
+                class_head=self.class_loss_weight > 0,
             )
         )
         self.nets["discriminator"] = discriminator.to(self.context.device)
@@ -185,7 +183,7 @@ class DCGAN(GANFamily):
         with ctx.autocast():
             fake = generator(z, fake_labels)
         aux = None  # (real, generated) labels for the auxiliary classifier
-        if cfg.class_loss_weight > 0 and labels is not None and fake_labels is not None:
+        if self.class_loss_weight > 0 and labels is not None and fake_labels is not None:
             aux = (labels, fake_labels)
 
         # discriminator: one forward over real and generated images together
@@ -208,7 +206,7 @@ class DCGAN(GANFamily):
             d_loss = discriminator_loss(cfg.loss, real_scores, fake_scores)
         total = d_loss
         if aux is not None:
-            total = total + cfg.class_loss_weight * d_class
+            total = total + self.class_loss_weight * d_class
         if cfg.loss == "wgan-gp" and cfg.gp_weight > 0:
             with ctx.autocast():
                 penalty = gradient_penalty(unwrap(discriminator), real_in, fake_in, labels)
@@ -229,7 +227,8 @@ class DCGAN(GANFamily):
                 if aux is not None:
                     fake_scores, logits = critic(self._augment(fake), aux[1], with_logits=True)
                     g_class = F.cross_entropy(logits.float(), aux[1])
-                    g_loss = generator_loss(cfg.loss, fake_scores) + cfg.class_loss_weight * g_class
+                    g_loss = generator_loss(cfg.loss, fake_scores)
+                    g_loss = g_loss + self.class_loss_weight * g_class
                 else:
                     g_loss = generator_loss(cfg.loss, critic(self._augment(fake), fake_labels))
                 if half < n:
