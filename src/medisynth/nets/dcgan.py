@@ -121,6 +121,8 @@ class DCGANDiscriminator(nn.Module):
         batch_norm: BatchNorm after every convolution but the first (DCGAN); ignored with
             spectral norm.
         spatial_dims: 2 or 3.
+        class_head: also a linear classifier on the pooled features (AC-GAN); its logits come
+            back with ``forward(..., with_logits=True)``.
     """
 
     def __init__(
