@@ -116,15 +116,15 @@ def test_per_class_networks_learn_only_from_their_own_class() -> None:
     discriminator and leaves class 1's untouched; sampling routes each label to its generator."""
     torch.manual_seed(0)
     gan = DCGAN.build(small(class_networks="separate"), DATA)
-    before = {n: [p.detach().clone() for p in net.parameters()] for n, net in gan.modules()}
+    before = {
+        name: [[p.detach().clone() for p in sub.parameters()] for sub in net.nets]  # type: ignore[union-attr]
+        for name, net in gan.modules()
+    }
     gan.train_step({"image": torch.rand(6, 1, 16, 16) * 2 - 1, "label": torch.zeros(6).long()})
     for name, net in gan.modules():
-        per_class = net.nets  # type: ignore[union-attr]
         for c, moved in ((0, True), (1, False)):
-            old = before[name][sum(1 for _ in per_class[:c].parameters()) :]
-            changed = any(
-                not torch.equal(a, b) for a, b in zip(old, per_class[c].parameters(), strict=False)
-            )
+            now = net.nets[c].parameters()  # type: ignore[index]
+            changed = any(not torch.equal(a, b) for a, b in zip(before[name][c], now, strict=True))
             assert changed is moved, f"{name} of class {c}"
     labels = torch.tensor([1, 0, 1])
     z = torch.randn(3, 8)

@@ -176,8 +176,8 @@ class DCGAN(GANFamily):
         n = real.shape[0]
         # mode seeking: image i + half gets image i's class, so the batch holds same-class pairs
         half = (n + 1) // 2 if cfg.diversity_weight > 0 and n > 1 else n
-        fake_labels = None
-        if labels is not None:
+        fake_labels = labels
+        if labels is not None and half < n:
             fake_labels = labels[torch.arange(n, device=labels.device) % half]
         z = torch.randn(n, cfg.latent_dim, device=ctx.device)
         with ctx.autocast():

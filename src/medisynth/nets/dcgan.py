@@ -198,12 +198,12 @@ class PerClassNetworks(nn.Module):
         if labels is None:
             raise ValueError("per-class networks need class labels")
         groups = [torch.nonzero(labels == c).squeeze(1) for c in range(len(self.nets))]
+        order = torch.cat(groups)
+        if len(order) != len(labels):
+            raise ValueError(f"labels outside 0..{len(self.nets) - 1}: {labels.unique().tolist()}")
         # while training, a class missing from the batch still runs (on no images: zero
         # gradients, BatchNorm statistics unchanged), so every process of a
         # DistributedDataParallel run updates every parameter alike
         grad = torch.is_grad_enabled()
         outputs = [net(x[i]) for net, i in zip(self.nets, groups, strict=True) if len(i) or grad]
-        order = torch.cat(groups)
-        if len(order) != len(labels):
-            raise ValueError(f"labels outside 0..{len(self.nets) - 1}: {labels.unique().tolist()}")
         return torch.cat(outputs)[torch.argsort(order)]
