@@ -239,3 +239,18 @@ def test_a_sibling_of_an_incomplete_set_is_not_refused(tmp_path: Path) -> None:
         output.path("part/a.txt").write_text("1")
         output.complete({})
     check_complete(out / "part")
+
+
+def test_overwrite_never_writes_through_a_link_out_of_the_folder(
+    tmp_path: Path, model: Path
+) -> None:
+    out = tmp_path / "out"
+    generate(model, 2, out)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (out / "malignant" / "synthetic_000001.png").unlink()
+    (out / "malignant").rmdir()
+    (out / "malignant").symlink_to(elsewhere, target_is_directory=True)  # a class folder
+    with pytest.raises(ConfigError, match="'malignant/synthetic_000001.png', which leads out of"):
+        generate(model, 2, out, overwrite=True)
+    assert everything(elsewhere) == [] and (out / "benign" / "synthetic_000002.png").is_file()

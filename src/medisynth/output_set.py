@@ -179,14 +179,15 @@ def check_complete(path: str | os.PathLike[str]) -> None:
 
 
 # ----------------------------------------------------------------------------- safe paths
-def _member(folder: Path, name: str, record: Path) -> Path:
-    """``folder / name`` when ``name`` is a plain relative path that stays inside ``folder``."""
+def _member(folder: Path, name: str, source: str) -> Path:
+    """``folder / name`` when ``name`` is a plain relative path that stays inside ``folder``
+    (``source`` says where the name comes from, for the message)."""
 
     def refuse(why: str) -> OutputFolderError:
         return OutputFolderError(
-            f"{record} lists {name!r}, {why}; --overwrite deletes only files medisynth wrote "
-            f"inside {folder}, so nothing was deleted. Check the folder and empty it by hand, "
-            "or choose a new output folder"
+            f"{source} {name!r}, {why}; --overwrite deletes and writes only files inside "
+            f"{folder}, so nothing was deleted. Check the folder and empty it by hand, or "
+            "choose a new output folder"
         )
 
     pure = PurePosixPath(name)
@@ -315,9 +316,10 @@ class OutputSet:
             record = read_record(folder)
             assert record is not None
             earlier = _listed(record)
-            old = {name: _member(folder, name, record_path) for name in earlier}
+            listing = f"{record_path} lists"
+            old = {name: _member(folder, name, listing) for name in earlier}
             for name in own:
-                path = _member(folder, name, record_path)
+                path = _member(folder, name, "the new set would write")
                 if name not in old and (path.exists() or path.is_symlink()):
                     raise OutputFolderError(
                         f"{path} exists and {record_path} does not list it; medisynth never "
