@@ -131,9 +131,14 @@ def test_class_balance_parsing() -> None:
         ("cancer:1", "unknown class 'cancer'"),
         ("0:-1,1:2", ">= 0"),
         ("a,b", "numbers"),
+        ("0:3,0:5", "gives class 'malignant' twice"),
+        ("benign:1,benign:2", "gives class 'benign' twice"),
+        ("1:1,0:1,benign:2", "gives class 'benign' twice"),  # by number and by name
     ]:
         with pytest.raises(ConfigError, match=message):
             parse_class_balance(bad, CLASSES, 10)
+    with pytest.raises(ConfigError, match="'malignant' twice"):
+        parse_class_balance("0:3,0:5", CLASSES, None)
     with pytest.raises(ConfigError, match="whole counts"):
         parse_class_balance("0.5,0.5", CLASSES, None)
 
@@ -190,3 +195,6 @@ def test_cli_generate(
         == 2
     )
     assert "3 values but the model has 2 classes" in capsys.readouterr().err
+    balance = ["--class-balance", "benign:3,benign:5", "-o", str(tmp_path / "twice")]
+    assert main(["generate", str(model_uint8), *balance]) == 2
+    assert "'benign' twice" in capsys.readouterr().err

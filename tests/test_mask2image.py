@@ -5,6 +5,7 @@ maps one mask."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -87,8 +88,13 @@ def test_generate_masks_writes_pairs_that_validate_reads(
     pairs = load_image_set(str(out / "synthetic.npz"))
     assert pairs.images.shape == (8, 1, 32, 32) and pairs.masks is not None
     assert set(np.unique(pairs.masks).tolist()) == {0.0, 1.0, 2.0}
-    record = json.loads((out / "generation.json").read_text())
+    text = (out / "generation.json").read_text()
+    record = json.loads(text)
     assert record["mask_labels"] == 3 and record["augment"]["flips_quarter_turns"] is True
+    # the model by its id; no path of the user's (package, masks, output) in the record
+    assert record["model"] == json.loads((model / "model_card.json").read_text())["model_id"]
+    assert record["status"] == "complete"
+    assert not any(str(path) in text for path in (model.parent, masks, out))
     assert main([*args, "-o", str(out)]) == 2  # never over a previous set without --overwrite
     assert main([*args, "--class-balance", "1", "-o", str(tmp_path / "x")]) == 2
     # PNG pairs: images/ and masks/ folders, read as --synthetic ... --synthetic-masks ...
@@ -98,6 +104,16 @@ def test_generate_masks_writes_pairs_that_validate_reads(
     assert pairs.images.shape == (6, 1, 32, 32) and pairs.masks is not None
     truth = np.stack([np.asarray(Image.open(p)) for p in sorted(masks.glob("*.png"))])
     assert np.array_equal(pairs.masks[:, 0], truth)  # without --augment-masks: the given masks
+
+
+def test_pairs_keep_a_signed_16_bit_source_type(
+    mask_model: tuple[Path, Path], tmp_path: Path
+) -> None:
+    package = load_package(mask_model[0])
+    package.data = dataclasses.replace(package.data, source_dtype="int16")
+    generate_pairs(package, mask_model[1], tmp_path / "pairs", n=2, fmt="npz")
+    with np.load(tmp_path / "pairs" / "synthetic.npz") as npz:
+        assert npz["train_images"].dtype == np.int16  # as plain generation does, not float32
 
 
 def test_noise_and_sizes(mask_model: tuple[Path, Path], tmp_path: Path) -> None:

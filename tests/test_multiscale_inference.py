@@ -380,8 +380,11 @@ def test_generate_with_size_writes_a_labelled_set_of_large_volumes(tmp_path: Pat
     assert result.count == 2 and len(result.files) == 2
     shapes = [nib.load(tmp_path / "out" / name).shape for name in result.files]
     assert shapes == [(40, 24, 16)] * 2
-    record = json.loads((tmp_path / "out" / "generation.json").read_text())
+    text = (tmp_path / "out" / "generation.json").read_text()
+    record = json.loads(text)
     assert record["size"] == [40, 24, 16] and record["synthetic"] is True
+    assert record["status"] == "complete" and str(tmp_path) not in text  # model id, no path
+    assert record["model"] == json.loads((folder / "model_card.json").read_text())["model_id"]
     assert (tmp_path / "out" / "labels.csv").read_text().count("synthetic_") == 2
     with pytest.raises(ConfigError, match="--format nifti"):
         generate(folder, 1, tmp_path / "png", fmt="png", size=(32, 32, 32))

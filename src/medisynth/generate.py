@@ -8,6 +8,11 @@ Layout of ``OUT``::
 
     png/nifti:  OUT/<class name>/synthetic_000001.png ...   OUT/labels.csv   OUT/generation.json
     npz:        OUT/synthetic.npz (train_images, train_labels)               OUT/generation.json
+    dicom:      OUT/dicom/IM00001.dcm ... (labels in Image Comments)         OUT/generation.json
+
+The folder is written by :class:`medisynth.output_set.OutputSet`: ``generation.json`` says
+``"status": "incomplete"`` until the last file is written, so an interrupted run is never
+mistaken for a complete set.
 
 >>> parse_class_balance("0.5,0.5", ["malignant", "benign"], 5)
 [3, 2]
@@ -17,17 +22,13 @@ Layout of ``OUT``::
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import math
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -35,7 +36,7 @@ import torch
 from tqdm import tqdm
 
 from medisynth.errors import ConfigError
-from medisynth.files import atomic_write_text
+from medisynth.output_set import LABELS, GenerateResult, OutputSet, model_name, output_dtype
 from medisynth.package import ModelPackage, load_package, software_versions
 from medisynth.precision import Precision
 
@@ -43,22 +44,6 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("png", "nifti", "npz", "dicom")
 OutputFormat = Literal["png", "nifti", "npz"]
-RECORD = "generation.json"
-
-
-@dataclass
-class GenerateResult:
-    """What :func:`generate` wrote."""
-
-    out_dir: str
-    format: str
-    count: int
-    class_counts: dict[str, int]
-    files: list[str] = field(default_factory=list)
-    labels_file: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def largest_remainder(weights: Sequence[float], n: int) -> list[int]:
@@ -98,9 +83,16 @@ def parse_class_balance(spec: str | None, class_names: Sequence[str], n: int | N
         raise ConfigError(f"class balance {spec!r}: use either 'w0,w1,...' or 'class:value,...'")
     try:
         if all(keyed):
+            seen: set[int] = set()
             for entry in entries:
                 key, _, raw = entry.partition(":")
                 index = _class_index(key.strip(), class_names)
+                if index in seen:
+                    raise ConfigError(
+                        f"class balance {spec!r} gives class {class_names[index]!r} twice; "
+                        "give each class once"
+                    )
+                seen.add(index)
                 weights[index] = float(raw)
         else:
             if len(entries) != k:
@@ -135,27 +127,6 @@ def _class_index(key: str, class_names: Sequence[str]) -> int:
 
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "class"
-
-
-def _prepare_out_dir(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        record = out / RECORD
-        if not overwrite or not record.is_file():
-            raise ConfigError(
-                f"{out} is not empty; choose a new output folder"
-                + (
-                    " (or --overwrite to replace an earlier generated set)"
-                    if record.is_file()
-                    else ""
-                )
-            )
-        previous = json.loads(record.read_text(encoding="utf-8"))
-        for name in previous.get("files", []) + [previous.get("labels_file") or ""]:
-            if name and (out / name).is_file():
-                (out / name).unlink()
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def _sample(
@@ -304,91 +275,107 @@ def generate(
     package, counts = _package_and_counts(model, n, class_balance)
     class_names = output_class_names(package)
     total = sum(counts)
-    out_dir = Path(out)
-    _prepare_out_dir(out_dir, overwrite)
-    values, labels = _sample(package, counts, seed, batch_size, progress)
+    labels = np.repeat(np.arange(len(counts)), counts)
+    folders = [_safe_name(name) for name in class_names]
+    width = max(6, len(str(total)))
+    if fmt == "dicom":
+        names = [f"dicom/IM{index:05d}.dcm" for index in range(1, total + 1)]
+    elif fmt == "npz":
+        names = ["synthetic.npz"]
+    else:
+        suffix = ".png" if fmt == "png" else ".nii.gz"
+        names = [
+            f"{folders[label]}/synthetic_{index:0{width}d}{suffix}"
+            for index, label in enumerate(labels, start=1)
+        ]
+    labels_file = LABELS if fmt in ("png", "nifti") else None
+    with OutputSet.begin(out, names, labels_file=labels_file, overwrite=overwrite) as output:
+        values, labels = _sample(package, counts, seed, batch_size, progress)
+        storage_note = _write_images(package, fmt, output, names, values, labels, class_names)
+        class_counts = {name: int(c) for name, c in zip(class_names, counts, strict=True)}
+        result = GenerateResult(
+            out_dir=str(output.folder),
+            format=fmt,
+            count=total,
+            class_counts=class_counts,
+            files=names,
+            labels_file=labels_file,
+        )
+        details = {key: value for key, value in result.to_dict().items() if key != "out_dir"}
+        output.complete(
+            {
+                **details,
+                "model": model_name(package.card),
+                "model_fingerprint": package.card.get("data", {}).get("fingerprint", ""),
+                "seed": seed,
+                "class_names": class_names,
+                "intensity_map": package.data.intensity_map.to_dict(),
+                "storage": storage_note,
+                "synthetic": True,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "versions": software_versions(),
+            }
+        )
+    log.info("wrote %d synthetic images (%s) to %s: %s", total, fmt, out, class_counts)
+    return result
+
+
+def _write_images(
+    package: ModelPackage,
+    fmt: str,
+    output: OutputSet,
+    names: Sequence[str],
+    values: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+) -> dict[str, Any]:
+    """Write the images (and labels file) of one set; returns the record's storage note."""
     data = package.data
-    source_dtype = data.source_dtype
-    written: list[str] = []
-    labels_file: str | None = None
-    storage_note: dict[str, Any] = {}
-    model_name = str(package.card.get("model_id", package.path.name))
+    name = model_name(package.card)
     if fmt == "dicom":
         from medisynth.export.dicom import export_dicom_images
 
         modality = data.modality if data.modality and data.modality not in ("CT", "MR") else "OT"
         files = export_dicom_images(
             values,
-            out_dir / "dicom",
-            model_id=model_name,
+            output.folder / "dicom",
+            model_id=name,
             modality=modality,
             series_description=f"Synthetic {', '.join(class_names)}"[:64],
             labels=[int(v) for v in labels],
         )
-        written += [str(f.relative_to(out_dir)) for f in files]
-        storage_note = {"iod": "Secondary Capture", "labels": "Image Comments"}
-    elif fmt == "npz":
+        written = [f.relative_to(output.folder).as_posix() for f in files]
+        if written != list(names):
+            raise RuntimeError(f"the DICOM writer chose other file names: {written[:2]}")
+        return {"iod": "Secondary Capture", "labels": "Image Comments"}
+    dtype = output_dtype(data.source_dtype)
+    if fmt == "npz":
         from medisynth.export.npz import write_medmnist_npz
 
-        dtype = source_dtype if source_dtype in ("uint8", "uint16", "int16") else "float32"
-        write_medmnist_npz(out_dir / "synthetic.npz", values, labels, dtype=dtype)
-        written.append("synthetic.npz")
-        storage_note = {"dtype": dtype}
+        write_medmnist_npz(output.path(names[0]), values, labels, dtype=dtype)
+        return {"dtype": dtype}
+    rows = [("file", "label", "class")]
+    note: dict[str, Any]
+    if fmt == "png":
+        from medisynth.export.png import png_storage, write_png
+
+        storage = png_storage(data.source_dtype, data.intensity_map.low, data.intensity_map.high)
+        note = asdict(storage)
+        for file, image, label in zip(names, values, labels, strict=True):
+            write_png(output.path(file), image, storage=storage)
+            rows.append((file, str(int(label)), class_names[label]))
     else:
-        rows = [("file", "label", "class")]
-        folders = [_safe_name(name) for name in class_names]
-        width = max(6, len(str(total)))
-        if fmt == "png":
-            from medisynth.export.png import png_storage, write_png
+        from medisynth.export.nifti import write_nifti
 
-            storage = png_storage(source_dtype, data.intensity_map.low, data.intensity_map.high)
-            storage_note = asdict(storage)
-            for index, (image, label) in enumerate(zip(values, labels, strict=True), start=1):
-                name = f"{folders[label]}/synthetic_{index:0{width}d}.png"
-                write_png(out_dir / name, image, storage=storage)
-                rows.append((name, str(int(label)), class_names[label]))
-                written.append(name)
-        else:
-            from medisynth.export.nifti import write_nifti
-
-            dtype = source_dtype if source_dtype in ("uint8", "uint16", "int16") else "float32"
-            storage_note = {"dtype": dtype}
-            for index, (image, label) in enumerate(zip(values, labels, strict=True), start=1):
-                name = f"{folders[label]}/synthetic_{index:0{width}d}.nii.gz"
-                write_nifti(
-                    out_dir / name,
-                    image,
-                    spacing=data.spacing,
-                    dtype=dtype,
-                    description=f"medisynth synthetic; model {model_name}",
-                )
-                rows.append((name, str(int(label)), class_names[label]))
-                written.append(name)
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerows(rows)
-        labels_file = "labels.csv"
-        atomic_write_text(out_dir / labels_file, buffer.getvalue())
-    class_counts = {name: int(c) for name, c in zip(class_names, counts, strict=True)}
-    result = GenerateResult(
-        out_dir=str(out_dir),
-        format=fmt,
-        count=total,
-        class_counts=class_counts,
-        files=written,
-        labels_file=labels_file,
-    )
-    record = {
-        **result.to_dict(),
-        "model": str(package.path),
-        "model_fingerprint": package.card.get("data", {}).get("fingerprint", ""),
-        "seed": seed,
-        "class_names": class_names,
-        "intensity_map": data.intensity_map.to_dict(),
-        "storage": storage_note,
-        "synthetic": True,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": software_versions(),
-    }
-    atomic_write_text(out_dir / RECORD, json.dumps(record, indent=2) + "\n")
-    log.info("wrote %d synthetic images (%s) to %s: %s", total, fmt, out_dir, class_counts)
-    return result
+        note = {"dtype": dtype}
+        for file, image, label in zip(names, values, labels, strict=True):
+            write_nifti(
+                output.path(file),
+                image,
+                spacing=data.spacing,
+                dtype=dtype,
+                description=f"medisynth synthetic; model {name}",
+            )
+            rows.append((file, str(int(label)), class_names[label]))
+    output.write_labels(rows)
+    return note

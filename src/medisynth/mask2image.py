@@ -9,7 +9,8 @@ noise per image when the model has ``noise_channels`` (a seed gives the same ima
 
     npz:  OUT/synthetic.npz   train_images, train_masks (the label maps), train_labels (zeros)
     png:  OUT/images/synthetic_000001.png ...   OUT/masks/synthetic_000001.png (label values)
-    both: OUT/generation.json (model, seed, masks, transforms)
+    both: OUT/generation.json (model id, seed, mask file names, transforms; written by
+          :class:`medisynth.output_set.OutputSet`, "incomplete" until the last file is there)
 
 ``augment=True`` gives each image a new layout: a random flip per spatial axis and a random
 quarter turn (square masks), and a smooth random elastic deformation of ``elastic`` pixels
@@ -25,13 +26,12 @@ mask is exactly the layout the image was made from.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from medisynth.data.masks import as_labels, one_hot
 from medisynth.errors import ConfigError
-from medisynth.files import atomic_write_text
+from medisynth.output_set import OutputSet, model_name, output_dtype
 from medisynth.package import ModelPackage, load_package, software_versions
 
 if TYPE_CHECKING:
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PAIR_FORMATS = ("npz", "png")
-RECORD = "generation.json"
 
 
 @dataclass
@@ -168,8 +167,6 @@ def generate_pairs(
     transformed copy of the mask (see :func:`transform_masks`), else several images of one mask
     differ only by their noise.
     """
-    from medisynth.generate import _prepare_out_dir
-
     if fmt not in PAIR_FORMATS:
         raise ConfigError(f"unknown format {fmt!r} for image + mask pairs; use npz or png")
     if n is not None and n < 1:
@@ -182,56 +179,61 @@ def generate_pairs(
         raise ConfigError(f"{masks}: the masks differ in size; npz needs one size (use png)")
     if fmt == "png" and package.data.spatial_dims != 2:
         raise ConfigError("png holds 2D images; use npz for a 3D model")
-    out_dir = Path(out)
-    _prepare_out_dir(out_dir, overwrite)
-    rng = np.random.default_rng(seed)
-    noise = torch.Generator().manual_seed(seed)
-    images, layouts = [], []
-    for index in range(total):
-        layout = maps[index % len(maps)][None]
-        if augment:
-            layout = transform_masks(layout, rng, elastic)
-        images.append(synthesise(package, layout, noise)[0])
-        layouts.append(layout[0])
-    written: list[str] = []
-    data = package.data
+    width = max(6, len(str(total)))
     if fmt == "npz":
-        from medisynth.export.npz import write_medmnist_npz
-
-        dtype = data.source_dtype if data.source_dtype in ("uint8", "uint16") else "float32"
-        write_medmnist_npz(
-            out_dir / "synthetic.npz",
-            np.stack(images),
-            np.zeros(total, np.int64),
-            dtype=dtype,
-            masks=np.stack(layouts).astype(np.uint8),
-        )
-        written.append("synthetic.npz")
+        files = ["synthetic.npz"]
     else:
-        from medisynth.export.png import PngStorage, png_storage, write_png
+        stems = [f"synthetic_{index:0{width}d}.png" for index in range(1, total + 1)]
+        files = [f"{folder}/{stem}" for stem in stems for folder in ("images", "masks")]
+    with OutputSet.begin(out, files, overwrite=overwrite) as output:
+        rng = np.random.default_rng(seed)
+        noise = torch.Generator().manual_seed(seed)
+        images, layouts = [], []
+        for index in range(total):
+            layout = maps[index % len(maps)][None]
+            if augment:
+                layout = transform_masks(layout, rng, elastic)
+            images.append(synthesise(package, layout, noise)[0])
+            layouts.append(layout[0])
+        data = package.data
+        if fmt == "npz":
+            from medisynth.export.npz import write_medmnist_npz
 
-        storage = png_storage(data.source_dtype, data.intensity_map.low, data.intensity_map.high)
-        width = max(6, len(str(total)))
-        for index, (image, layout) in enumerate(zip(images, layouts, strict=True), start=1):
-            name = f"synthetic_{index:0{width}d}.png"
-            write_png(out_dir / "images" / name, image, storage=storage)
-            write_png(out_dir / "masks" / name, layout[None], storage=PngStorage("uint8"))
-            written += [f"images/{name}", f"masks/{name}"]
-    result = PairsResult(str(out_dir), fmt, total, written)
-    record: dict[str, Any] = {
-        **asdict(result),
-        "model": str(package.path),
-        "model_fingerprint": package.card.get("data", {}).get("fingerprint", ""),
-        "masks": str(masks),
-        "mask_files": names,
-        "mask_labels": data.mask_labels,
-        "augment": {"flips_quarter_turns": augment, "elastic_px": elastic if augment else 0},
-        "seed": seed,
-        "intensity_map": data.intensity_map.to_dict(),
-        "synthetic": True,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": software_versions(),
-    }
-    atomic_write_text(out_dir / RECORD, json.dumps(record, indent=2) + "\n")
-    log.info("wrote %d synthetic image + mask pairs (%s) to %s", total, fmt, out_dir)
+            write_medmnist_npz(
+                output.path(files[0]),
+                np.stack(images),
+                np.zeros(total, np.int64),
+                dtype=output_dtype(data.source_dtype),
+                masks=np.stack(layouts).astype(np.uint8),
+            )
+        else:
+            from medisynth.export.png import PngStorage, png_storage, write_png
+
+            low, high = data.intensity_map.low, data.intensity_map.high
+            storage = png_storage(data.source_dtype, low, high)
+            for stem, image, layout in zip(stems, images, layouts, strict=True):
+                write_png(output.path(f"images/{stem}"), image, storage=storage)
+                write_png(output.path(f"masks/{stem}"), layout[None], storage=PngStorage("uint8"))
+        result = PairsResult(str(output.folder), fmt, total, files)
+        output.complete(
+            {
+                "format": fmt,
+                "count": total,
+                "files": files,
+                "model": model_name(package.card),
+                "model_fingerprint": package.card.get("data", {}).get("fingerprint", ""),
+                "mask_files": names,
+                "mask_labels": data.mask_labels,
+                "augment": {
+                    "flips_quarter_turns": augment,
+                    "elastic_px": elastic if augment else 0,
+                },
+                "seed": seed,
+                "intensity_map": data.intensity_map.to_dict(),
+                "synthetic": True,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "versions": software_versions(),
+            }
+        )
+    log.info("wrote %d synthetic image + mask pairs (%s) to %s", total, fmt, out)
     return result

@@ -52,11 +52,11 @@ from medisynth.nets.multiscale import (
     noise_map,
     upsample2,
 )
+from medisynth.output_set import LABELS, GenerateResult, OutputSet, model_name, output_dtype
 from medisynth.precision import Precision, precision_context
 
 if TYPE_CHECKING:
     from medisynth.gans.multiscale import MultiScaleGAN
-    from medisynth.generate import GenerateResult
     from medisynth.package import ModelPackage
 
 log = logging.getLogger(__name__)
@@ -711,8 +711,7 @@ def _resolve(model: Any) -> tuple[MultiScaleGAN, ModelPackage | None]:
 def _output_dtype(family: MultiScaleGAN, dtype: str | None) -> str:
     if dtype is not None:
         return dtype
-    source = family.data.source_dtype
-    return source if source in ("uint8", "uint16", "int16") else "float32"
+    return output_dtype(family.data.source_dtype)
 
 
 def _as_size(size: int | Sequence[int], spatial_dims: int) -> tuple[int, ...]:
@@ -979,16 +978,12 @@ def generate_volumes(
     ``medisynth generate MODEL -n N --size 512 --format nifti -o OUT``).
 
     Writes ``OUT/synthetic/synthetic_0001.nii.gz`` ... (volume ``i`` from seed ``seed + i - 1``),
-    ``labels.csv`` and ``generation.json``, like :func:`medisynth.generate.generate`. Returns a
-    :class:`medisynth.generate.GenerateResult`.
+    ``labels.csv`` and ``generation.json``, like :func:`medisynth.generate.generate` (through
+    :class:`medisynth.output_set.OutputSet`). Returns a
+    :class:`medisynth.output_set.GenerateResult`.
     """
-    import csv
-    import io
-    import json
     from datetime import datetime, timezone
 
-    from medisynth.files import atomic_write_text
-    from medisynth.generate import RECORD, GenerateResult, _prepare_out_dir
     from medisynth.package import ModelPackage, load_package, software_versions
 
     if fmt != "nifti":
@@ -1001,56 +996,54 @@ def generate_volumes(
     sizes = tuple(size) if not isinstance(size, int) else (size,)
     if len(sizes) == 1:
         sizes = sizes * family.data.spatial_dims
-    out_dir = Path(out)
-    _prepare_out_dir(out_dir, overwrite)
     width = max(4, len(str(count)))
-    files, rows = [], [("file", "label", "class")]
+    files = [f"synthetic/synthetic_{index:0{width}d}.nii.gz" for index in range(1, count + 1)]
+    rows = [("file", "label", "class")]
     classes = package.class_names if family.num_classes else ["synthetic"]
-    for index in range(1, count + 1):
-        label = (index - 1) % len(classes)  # class-conditional models: classes in turn
-        name = f"synthetic/synthetic_{index:0{width}d}.nii.gz"
-        generate_volume(
-            package,
-            sizes,
-            out_dir / name,
-            seed=seed + index - 1,
-            label=label if family.num_classes else None,
-            precision=precision,
-            tile=family.config.tile,
-            overlap=family.config.overlap,
-            batch=family.config.tile_batch,
-            ramp=family.config.ramp,
-            progress=progress,
+    with OutputSet.begin(out, files, labels_file=LABELS, overwrite=overwrite) as output:
+        for index, name in enumerate(files, start=1):
+            label = (index - 1) % len(classes)  # class-conditional models: classes in turn
+            generate_volume(
+                package,
+                sizes,
+                output.path(name),
+                seed=seed + index - 1,
+                label=label if family.num_classes else None,
+                precision=precision,
+                tile=family.config.tile,
+                overlap=family.config.overlap,
+                batch=family.config.tile_batch,
+                ramp=family.config.ramp,
+                progress=progress,
+            )
+            rows.append((name, str(label), classes[label]))
+        output.write_labels(rows)
+        result = GenerateResult(
+            out_dir=str(output.folder),
+            format="nifti",
+            count=count,
+            class_counts={c: len(range(i, count, len(classes))) for i, c in enumerate(classes)},
+            files=files,
+            labels_file=LABELS,
         )
-        files.append(name)
-        rows.append((name, str(label), classes[label]))
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
-    atomic_write_text(out_dir / "labels.csv", buffer.getvalue())
-    result = GenerateResult(
-        out_dir=str(out_dir),
-        format="nifti",
-        count=count,
-        class_counts={c: len(range(i, count, len(classes))) for i, c in enumerate(classes)},
-        files=files,
-        labels_file="labels.csv",
-    )
-    record = {
-        **result.to_dict(),
-        "model": str(package.path),
-        "model_fingerprint": package.card.get("data", {}).get("fingerprint", ""),
-        "seed": seed,
-        "size": list(sizes),
-        "precision": precision,
-        "tiling": {
-            "tile": family.config.tile,
-            "overlap": family.config.overlap,
-            "ramp": family.config.ramp,
-        },
-        "intensity_map": family.data.intensity_map.to_dict(),
-        "synthetic": True,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": software_versions(),
-    }
-    atomic_write_text(out_dir / RECORD, json.dumps(record, indent=2) + "\n")
+        details = {key: value for key, value in result.to_dict().items() if key != "out_dir"}
+        output.complete(
+            {
+                **details,
+                "model": model_name(package.card),
+                "model_fingerprint": package.card.get("data", {}).get("fingerprint", ""),
+                "seed": seed,
+                "size": list(sizes),
+                "precision": precision,
+                "tiling": {
+                    "tile": family.config.tile,
+                    "overlap": family.config.overlap,
+                    "ramp": family.config.ramp,
+                },
+                "intensity_map": family.data.intensity_map.to_dict(),
+                "synthetic": True,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "versions": software_versions(),
+            }
+        )
     return result

@@ -75,3 +75,41 @@ def test_usage_errors_exit_2_without_traceback(capsys: pytest.CaptureFixture[str
     assert main(["no-such-command"]) == 2
     err = capsys.readouterr().err
     assert "Missing argument" in err and "No such command" in err and "Traceback" not in err
+
+
+def test_info_describes_a_generated_dicom_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    from medisynth.config import RunConfig
+    from medisynth.data.intensity import IntensityMap
+    from medisynth.gans import get_family
+    from medisynth.gans.base import DataInfo
+    from medisynth.package import save_package
+
+    data = DataInfo(
+        channels=1,
+        spatial_shape=(16, 16),
+        class_names=["malignant", "benign"],
+        intensity_map=IntensityMap(0.0, 255.0, clip=False, kind="range"),
+        source_dtype="uint8",
+    )
+    cfg = RunConfig.from_dict({"model": {"g_channels": 4, "latent_dim": 8}})
+    torch.manual_seed(0)
+    family = get_family("dcgan").build(cfg.model, data, training=False)
+    model = save_package(tmp_path / "model", family, cfg)
+    out = tmp_path / "synthetic"  # OUT/dicom/IM00001.dcm ... + generation.json
+    args = ["generate", str(model), "-f", "dicom", "--class-balance", "0:1,1:2", "-o", str(out)]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(["info", str(out), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["kind"] == "medisynth synthetic set" and payload["status"] == "complete"
+    assert payload["format"] == "dicom" and payload["images"] == 3
+    assert payload["classes"] == {"malignant": 1, "benign": 2}
+    assert payload["model"] == json.loads((model / "model_card.json").read_text())["model_id"]
+    first = payload["parts"][0]  # the first image, read as DICOM
+    assert first["format"] == "dicom" and first["SyntheticData"] == "YES"
+    assert main(["info", str(out)]) == 0
+    assert "medisynth synthetic set" in capsys.readouterr().out

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from medisynth.data.dicom import is_dicom_file, list_dicom_series, read_dicom_sl
 from medisynth.data.image import Image, finite_range
 from medisynth.data.io import detect_format, read_image, read_image_folder, read_medmnist
 from medisynth.errors import ReadError
+from medisynth.output_set import COMPLETE, RECORD, OutputFolderError, read_record
 
 
 @dataclass
@@ -109,8 +111,9 @@ def describe(path: str | Path, series_uid: str | None = None) -> Description:
     """Describe a file or folder that medisynth can read.
 
     Files: one image (shape, spacing, modality, stored type, intensity range, orientation) or a
-    MedMNIST npz (splits, shapes, label counts). Folders: a DICOM series (the volume), several
-    series (one line each), or an image folder (count, shape, class counts, unreadable files).
+    MedMNIST npz (splits, shapes, label counts). Folders: a set ``medisynth generate`` wrote
+    (see :func:`describe_generated_set`), a DICOM series (the volume), several series (one line
+    each), or an image folder (count, shape, class counts, unreadable files).
     ``series_uid`` picks one series of a folder that holds several.
     """
     path = Path(path)
@@ -118,6 +121,13 @@ def describe(path: str | Path, series_uid: str | None = None) -> Description:
         raise ReadError(path, "no such file or folder", "check the path")
     if series_uid is not None:
         return describe_image(read_image(path, series_uid=series_uid))
+    if path.is_dir() and (path / RECORD).is_file():
+        try:
+            record = read_record(path)
+        except OutputFolderError:
+            record = None  # someone else's generation.json: describe the folder as it is
+        if record is not None:
+            return describe_generated_set(path, record)
     if path.is_file():
         if detect_format(path) == "npz":
             return _describe_medmnist(path)
@@ -149,6 +159,44 @@ def describe(path: str | Path, series_uid: str | None = None) -> Description:
         fields["skipped"] = len(folder.skipped)
         fields["skipped files"] = "; ".join(f"{f.name}: {why}" for f, why in folder.skipped[:5])
     return Description(str(path), "image folder", fields)
+
+
+def describe_generated_set(path: Path, record: dict[str, Any]) -> Description:
+    """A folder ``medisynth generate`` wrote, from its ``generation.json``: complete or not,
+    format, count, classes, model, seed; and its first image."""
+    listed = list(record["files"]) + ([record["labels_file"]] if record["labels_file"] else [])
+    present = sum((path / name).is_file() for name in listed)
+    complete = record["status"] == COMPLETE
+    fields: dict[str, Any] = {
+        "status": "complete"
+        if complete
+        else "INCOMPLETE: `medisynth generate` was interrupted; generate it again with "
+        "--overwrite (validate and push refuse it)",
+    }
+    if complete:
+        for key, label in [
+            ("format", "format"),
+            ("count", "images"),
+            ("class_counts", "classes"),
+            ("mask_labels", "mask labels"),
+            ("size", "size"),
+            ("seed", "seed"),
+            ("created", "created"),
+        ]:
+            if record.get(key) is not None:
+                fields[label] = record[key]
+        model = record.get("model")
+        if isinstance(model, str) and re.fullmatch(r"[A-Za-z0-9_.-]+", model):
+            fields["model"] = model  # (earlier records held the package's path: not shown)
+    fields["files present"] = f"{present} of {len(listed)} listed"
+    parts = []
+    first = next((path / name for name in record["files"] if (path / name).is_file()), None)
+    if complete and first is not None:
+        try:
+            parts.append(describe(first))
+        except ReadError as err:
+            parts.append(Description(first.name, "unreadable file", {"error": str(err)}))
+    return Description(str(path), "medisynth synthetic set", fields, parts)
 
 
 def _describe_medmnist(path: Path) -> Description:

@@ -9,7 +9,8 @@ Destinations are URLs:
 Only instances the server acknowledged count as sent; anything else is listed as failed with the
 reason, and :func:`push` raises :class:`PushError` when any instance failed or the server could
 not be reached, refused the association, or timed out. By default only objects flagged
-Synthetic Data = YES are pushed.
+Synthetic Data = YES are pushed; nothing of a generated set that ``medisynth generate`` did not
+finish writing is.
 
 >>> parse_destination("dicom://ORTHANC@127.0.0.1:4242")
 Destination(scheme='dicom', host='127.0.0.1', port=4242, called_aet='ORTHANC', path='')
@@ -111,12 +112,19 @@ def parse_destination(url: str) -> Destination:
 
 
 def dicom_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """The DICOM files among ``paths`` (folders are searched recursively), sorted."""
+    """The DICOM files among ``paths`` (folders are searched recursively), sorted.
+
+    Raises:
+        PushError: a path does not exist, or there are no DICOM files.
+        IncompleteSetError: a path is (in) a generated set whose writing did not finish.
+    """
     from medisynth.data.dicom import is_dicom_file
+    from medisynth.output_set import check_complete
 
     found: list[Path] = []
     for item in paths:
         path = Path(item)
+        check_complete(path)  # never push part of a set whose writing was interrupted
         if path.is_dir():
             found += sorted(p for p in path.rglob("*") if p.is_file() and is_dicom_file(p))
         elif path.is_file():

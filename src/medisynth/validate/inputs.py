@@ -10,6 +10,9 @@ A set is named by a *spec*:
   when it has any;
 - a ``.npy`` array ``(N, C, H, W)`` / ``(N, C, D, H, W)`` (no labels).
 
+A generated set that ``medisynth generate`` did not finish writing (its ``generation.json`` says
+incomplete) is refused, as are files and folders inside it.
+
 Segmentation masks (non-zero = foreground, one per image, of the images' size) come from the
 ``{split}_masks`` array of an npz, or from a separate set spec (``masks=``: a folder of mask
 images, a ``.npy``, an npz split), which takes precedence.
@@ -35,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from medisynth.errors import ConfigError, ReadError
+from medisynth.output_set import check_complete
 
 
 @dataclass
@@ -140,6 +144,7 @@ def _read_set(spec: str, default_split: str) -> ImageSet:
         raise ReadError(
             path, "no such file or folder", "check the path (npz splits: FILE.npz:test)"
         )
+    check_complete(path)  # a generated set whose writing was interrupted is refused
     if path.is_dir():
         if split:
             raise ReadError(path, f"a folder has no splits (got ':{split}')", "drop the ':' part")
