@@ -144,6 +144,7 @@ def translate_array(
     image_dims = array.ndim - 1
     if data.spatial_dims == 3 and image_dims == 2:
         raise ConfigError("this is a 3D model; it translates volumes, not 2D images")
+    require_finite_input(array)
     source_map = input_map(package, array, source_scaling)
     scaled_array = np.asarray(source_map.forward(array), dtype=np.float32)
     if data.source_prior is not None:  # matched over the whole image or volume, then sliced
@@ -159,8 +160,19 @@ def translate_array(
         moved = scaled.movedim(axis + 1, 0)  # (S, C, H, W)
         out = family.translate(_resize(moved, data.spatial_shape), batch_size)
         result = _resize(out, tuple(moved.shape[2:])).movedim(0, axis + 1)
+    package.require_finite(result, "translation")
     values = np.clip(result.numpy(), -1.0, 1.0)
     return np.asarray(data.intensity_map.inverse(values), dtype=np.float32)
+
+
+def require_finite_input(array: np.ndarray) -> None:
+    """ConfigError when an input image holds NaN or infinite values (they would spread through
+    the network's convolutions and ruin the whole output)."""
+    if not np.isfinite(array).all():
+        raise ConfigError(
+            "the input holds NaN or infinite values; replace them (e.g. with the background "
+            "value) before applying the model"
+        )
 
 
 def check_modality(trained_on: IntensityMap, image: Image, path: Path) -> None:
