@@ -52,6 +52,7 @@ from medisynth.translate import (
     require_finite_input,
     scaling_map,
     slice_axis,
+    warn_unchecked_modality,
     write_output,
 )
 
@@ -229,6 +230,7 @@ def enhance(
     src, out = Path(input_path), Path(output)
     result = EnhanceResult(model_id=str(package.card.get("model_id", "")), scale=family.scale)
     description = f"medisynth enhanced: {package.card.get('model_id', 'srgan')}"
+    warn_unchecked_modality(package.data.intensity_map, package.path)
     for path, target in input_jobs(src, out):
         image = read_image(path, modality=modality)
         check_modality(package.data.intensity_map, image, path)
