@@ -100,6 +100,21 @@ def test_generate_masks_writes_pairs_that_validate_reads(
     assert np.array_equal(pairs.masks[:, 0], truth)  # without --augment-masks: the given masks
 
 
+def test_the_synthetic_images_of_a_pair_set_export_and_its_masks_do_not(
+    mask_model: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import pydicom
+
+    model, masks = mask_model
+    png = tmp_path / "png"
+    assert main(["generate", str(model), "--masks", str(masks), "-n", "3", "-o", str(png)]) == 0
+    assert main(["export", str(png), "-o", str(tmp_path / "dicom")]) == 0
+    exported = sorted((tmp_path / "dicom").glob("*.dcm"))
+    assert len(exported) == 3 and pydicom.dcmread(exported[0]).SyntheticData == "YES"
+    mask = next((png / "masks").glob("*.png"))
+    assert main(["export", str(mask), "-o", str(tmp_path / "mask")]) == 2  # a label map
+
+
 def test_noise_and_sizes(mask_model: tuple[Path, Path], tmp_path: Path) -> None:
     model, masks = mask_model
     package = load_package(model)

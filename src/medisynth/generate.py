@@ -377,10 +377,14 @@ def generate(
         files=written,
         labels_file=labels_file,
     )
+    from medisynth.export.provenance import file_digests  # what export verifies
+
     record = {
         **result.to_dict(),
         "model": str(package.path),
+        "model_id": model_name,
         "model_fingerprint": package.card.get("data", {}).get("fingerprint", ""),
+        "sha256": file_digests(out_dir, written + ([labels_file] if labels_file else [])),
         "seed": seed,
         "class_names": class_names,
         "intensity_map": data.intensity_map.to_dict(),

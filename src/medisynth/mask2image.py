@@ -218,10 +218,14 @@ def generate_pairs(
             write_png(out_dir / "masks" / name, layout[None], storage=PngStorage("uint8"))
             written += [f"images/{name}", f"masks/{name}"]
     result = PairsResult(str(out_dir), fmt, total, written)
+    from medisynth.export.provenance import file_digests  # what export verifies
+
     record: dict[str, Any] = {
         **asdict(result),
         "model": str(package.path),
+        "model_id": str(package.card.get("model_id", "")),
         "model_fingerprint": package.card.get("data", {}).get("fingerprint", ""),
+        "sha256": file_digests(out_dir, written),
         "masks": str(masks),
         "mask_files": names,
         "mask_labels": data.mask_labels,

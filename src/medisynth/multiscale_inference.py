@@ -1035,10 +1035,14 @@ def generate_volumes(
         files=files,
         labels_file="labels.csv",
     )
+    from medisynth.export.provenance import file_digests  # what export verifies
+
     record = {
         **result.to_dict(),
         "model": str(package.path),
+        "model_id": str(package.card.get("model_id", "")),
         "model_fingerprint": package.card.get("data", {}).get("fingerprint", ""),
+        "sha256": file_digests(out_dir, [*files, "labels.csv"]),
         "seed": seed,
         "size": list(sizes),
         "precision": precision,
