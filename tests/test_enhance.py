@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import nibabel as nib
@@ -11,7 +12,7 @@ import torch
 from PIL import Image as PILImage
 
 from medisynth.cli import main
-from medisynth.config import RunConfig
+from medisynth.config import RunConfig, load_config
 from medisynth.data.intensity import IntensityMap
 from medisynth.enhance import enhance, enhance_array, upsampled_affine
 from medisynth.errors import ConfigError
@@ -20,6 +21,9 @@ from medisynth.gans import get_family
 from medisynth.gans.base import DataInfo
 from medisynth.nets.srresnet import upsample
 from medisynth.package import load_package, save_package
+from medisynth.training.data import load_training_data
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 WINDOW = IntensityMap(0.0, 100.0, kind="window", modality="MR")
 OBLIQUE = np.array(
@@ -194,3 +198,34 @@ def test_intensities_outside_the_window_are_not_cut_off(tmp_path: Path) -> None:
     expected = upsample(torch.from_numpy(array[None]), 2)[0].numpy()
     assert out.max() > 200
     assert np.allclose(out, np.clip(expected, array.min(), array.max()), atol=1e-3)
+
+
+def test_the_brain_sr_recipe_records_mr_and_refuses_a_ct(
+    tmp_path: Path, volume: tuple, shared_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = volume
+    overrides = [f"data.path={path}", "data.min_foreground=0", "model.patch_size=null"]
+    cfg = load_config(EXAMPLES / "brain_sr_x2.yaml", overrides)
+    _, data = load_training_data(cfg.data)
+    family = get_family("srgan").build(cfg.model, data, training=False)
+    model = save_package(tmp_path / "model", family, cfg)
+    ct = shared_data / "pydicom_samples" / "CT_small.dcm"
+    assert main(["enhance", str(model), str(ct), "-o", str(tmp_path / "ct.png")]) == 2
+    assert "CT_small.dcm is CT but the model was trained on MR" in capsys.readouterr().err
+    args = ["enhance", str(model), str(path), "-o", str(tmp_path / "big.nii.gz")]
+    assert main([*args, "--modality", "CT"]) == 2
+    assert not (tmp_path / "ct.png").exists() and not (tmp_path / "big.nii.gz").exists()
+    assert main(args) == 0
+
+
+def test_a_model_without_a_modality_warns_that_inputs_go_unchecked(
+    tmp_path: Path, volume: tuple, caplog: pytest.LogCaptureFixture
+) -> None:
+    path, _ = volume
+    unlabelled = make_package(tmp_path / "m", intensity=IntensityMap(0.0, 100.0, kind="window"))
+    with caplog.at_level(logging.WARNING, logger="medisynth.translate"):
+        enhance(unlabelled, path, tmp_path / "a.nii.gz", modality="CT")
+        assert "does not record the modality it was trained on" in caplog.text
+        caplog.clear()
+        enhance(make_package(tmp_path / "mr"), path, tmp_path / "b.nii.gz")
+        assert "does not record" not in caplog.text

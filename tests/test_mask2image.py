@@ -92,7 +92,7 @@ def test_generate_masks_writes_pairs_that_validate_reads(
     record = json.loads(text)
     assert record["mask_labels"] == 3 and record["augment"]["flips_quarter_turns"] is True
     # the model by its id; no path of the user's (package, masks, output) in the record
-    assert record["model"] == json.loads((model / "model_card.json").read_text())["model_id"]
+    assert record["model_id"] == json.loads((model / "model_card.json").read_text())["model_id"]
     assert record["status"] == "complete"
     assert not any(str(path) in text for path in (model.parent, masks, out))
     assert main([*args, "-o", str(out)]) == 2  # never over a previous set without --overwrite

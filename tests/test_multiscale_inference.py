@@ -384,8 +384,12 @@ def test_generate_with_size_writes_a_labelled_set_of_large_volumes(tmp_path: Pat
     record = json.loads(text)
     assert record["size"] == [40, 24, 16] and record["synthetic"] is True
     assert record["status"] == "complete" and str(tmp_path) not in text  # model id, no path
-    assert record["model"] == json.loads((folder / "model_card.json").read_text())["model_id"]
+    assert record["model_id"] == json.loads((folder / "model_card.json").read_text())["model_id"]
     assert (tmp_path / "out" / "labels.csv").read_text().count("synthetic_") == 2
+    from medisynth.export.provenance import export_generated
+
+    series = export_generated(tmp_path / "out", tmp_path / "dicom", modality="MR")
+    assert {p.parent.name for p in series} == {"synthetic_0001", "synthetic_0002"}
     with pytest.raises(ConfigError, match="--format nifti"):
         generate(folder, 1, tmp_path / "png", fmt="png", size=(32, 32, 32))
 

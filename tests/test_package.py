@@ -150,3 +150,53 @@ def test_validation_metrics_go_into_the_card(
     card = json.loads((folder / "model_card.json").read_text())
     assert card["metrics"]["values"]["fid"] == {"value": 59.1}  # the sample list is dropped
     assert main(["card", str(tmp_path)]) == 2
+
+
+def _flip_tensor_bytes(weights: Path) -> None:
+    """Invert a few bytes inside the tensor data (after the safetensors JSON header)."""
+    raw = bytearray(weights.read_bytes())
+    start = 8 + int.from_bytes(raw[:8], "little")
+    middle = start + (len(raw) - start) // 2
+    for i in range(middle, middle + 4):
+        raw[i] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+
+
+def test_changed_weights_are_refused_naming_the_package(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from medisynth.cli import main
+
+    family, cfg = trained_family()
+    folder = save_package(tmp_path / "model", family, cfg)
+    load_package(folder)  # intact: loads
+    _flip_tensor_bytes(folder / "weights.safetensors")
+    with pytest.raises(ReadError, match="weights do not match the model card") as err:
+        load_package(folder)
+    assert str(folder) in str(err.value)
+    assert main(["generate", str(folder), "-n", "2", "-o", str(tmp_path / "out")]) == 2
+    message = capsys.readouterr().err
+    assert message.startswith(f"error: {folder}: the weights do not match")
+    assert message.count("\n") == 1  # one line, no traceback
+    assert not any((tmp_path / "out").glob("**/*.png"))
+
+
+def test_a_model_that_gives_nan_is_an_error_not_an_image(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from medisynth.cli import main
+
+    family, cfg = trained_family()
+    last = list(family.inference_nets()["generator"].parameters())[-1]
+    with torch.no_grad():
+        last.fill_(float("nan"))
+    folder = save_package(tmp_path / "model", family, cfg)  # a consistent package, broken model
+    out = tmp_path / "out"
+    assert main(["generate", str(folder), "-n", "2", "-o", str(out)]) == 2
+    assert "NaN or infinite values (generated images)" in capsys.readouterr().err
+    assert not any(out.glob("**/*.png")) and not (out / "generation.json").exists()
+    from medisynth.package import ModelOutputError
+
+    package = load_package(folder)
+    with pytest.raises(ModelOutputError, match="NaN or infinite"):
+        package.to_source_units(package.sample(2, [0, 1]))

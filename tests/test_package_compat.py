@@ -22,4 +22,6 @@ def test_a_version_1_package_generates_the_same_arrays(tmp_path: Path) -> None:
     expected = np.load(FIXTURES / "dcgan_v1_seed3.npz")
     images, labels = generate_arrays(package, 6, "1,2", seed=3)
     np.testing.assert_array_equal(labels, expected["labels"])
-    np.testing.assert_array_equal(images, expected["images"])
+    # identical up to float32 summation order, which depends on the number of torch threads
+    # (1 thread vs 2: at most 3e-5 of the 0-255 range)
+    np.testing.assert_allclose(images, expected["images"], rtol=0, atol=255 * 1e-6)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import nibabel as nib
@@ -12,14 +13,17 @@ from PIL import Image as PILImage
 from skimage.exposure import match_histograms
 
 from medisynth.cli import main
-from medisynth.config import RunConfig
+from medisynth.config import RunConfig, load_config
 from medisynth.data.intensity import IntensityMap
 from medisynth.errors import MedisynthError
 from medisynth.export.nifti import write_nifti
 from medisynth.gans import get_family
 from medisynth.gans.base import DataInfo
 from medisynth.package import load_package, save_package
+from medisynth.training.data import load_training_data
 from medisynth.translate import translate, translate_array
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 TINY = {"family": "pix2pix", "g_channels": 4, "g_depth": 2, "d_channels": 4, "d_layers": 2}
 SOURCE_MAP = IntensityMap(0.0, 100.0, kind="window", modality="MR")
@@ -204,3 +208,58 @@ def test_a_source_prior_model_starts_at_histogram_matching_and_trains(tmp_path: 
     matched = match_histograms(-t1[0][brain], t2[0][brain])
     assert np.corrcoef(out[0][brain], matched)[0, 1] > 0.99
     assert np.abs(out[0][brain] - t2[0][brain]).mean() < 0.05 * np.ptp(t2[0][brain])
+
+
+def test_the_t1_to_t2_recipe_records_mr_and_refuses_a_ct(
+    tmp_path: Path, volume: tuple, shared_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The example recipe states its modality, so its model refuses a CT: labelled by the file
+    (DICOM Modality) or by --modality; an unlabelled NIfTI goes through."""
+    path, _, _ = volume
+    overrides = [f"data.path={path}", f"data.target_path={path}", "data.image_size=16"]
+    cfg = load_config(EXAMPLES / "brain_t1_to_t2_pix2pix.yaml", overrides)
+    _, data = load_training_data(cfg.data)
+    family = get_family("pix2pix").build(cfg.model, data, training=False)
+    model = save_package(tmp_path / "model", family, cfg)
+    ct = shared_data / "pydicom_samples" / "CT_small.dcm"
+    assert main(["translate", str(model), str(ct), "-o", str(tmp_path / "ct.png")]) == 2
+    assert "CT_small.dcm is CT but the model was trained on MR" in capsys.readouterr().err
+    args = ["translate", str(model), str(path), "-o", str(tmp_path / "t2.nii.gz")]
+    assert main([*args, "--modality", "CT"]) == 2
+    assert "is CT but the model was trained on MR" in capsys.readouterr().err
+    assert not (tmp_path / "ct.png").exists() and not (tmp_path / "t2.nii.gz").exists()
+    assert main(args) == 0
+
+
+def test_a_model_without_a_modality_warns_that_inputs_go_unchecked(
+    tmp_path: Path, volume: tuple, caplog: pytest.LogCaptureFixture
+) -> None:
+    path, _, _ = volume
+    unlabelled = make_package(tmp_path / "m", source_map=IntensityMap(0.0, 100.0, kind="window"))
+    with caplog.at_level(logging.WARNING, logger="medisynth.translate"):
+        translate(unlabelled, path, tmp_path / "a.nii.gz", modality="CT")
+        assert "does not record the modality it was trained on" in caplog.text
+        caplog.clear()
+        translate(make_package(tmp_path / "mr"), path, tmp_path / "b.nii.gz")
+        assert "does not record" not in caplog.text
+
+
+def test_nan_from_the_model_or_in_the_input_is_an_error(
+    tmp_path: Path, volume: tuple, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, array, affine = volume
+    model = make_package(tmp_path / "model")
+    package = load_package(model)
+    generator = package.family.inference_nets()["generator"]
+    with torch.no_grad():
+        list(generator.parameters())[-1].fill_(float("nan"))
+    broken = save_package(tmp_path / "broken", package.family, package.config)
+    assert main(["translate", str(broken), str(path), "-o", str(tmp_path / "a.nii.gz")]) == 2
+    assert "NaN or infinite values (translation)" in capsys.readouterr().err
+    holey = array.copy()
+    holey[0, 3, 3, 1] = np.nan
+    write_nifti(tmp_path / "holey.nii.gz", holey, affine=affine)
+    args = [str(model), str(tmp_path / "holey.nii.gz"), "-o", str(tmp_path / "b.nii.gz")]
+    assert main(["translate", *args]) == 2
+    assert "holey.nii.gz: the input holds NaN or infinite values" in capsys.readouterr().err
+    assert not (tmp_path / "a.nii.gz").exists() and not (tmp_path / "b.nii.gz").exists()

@@ -210,17 +210,27 @@ def card(
 # --------------------------------------------------------------------------- export / push
 @app.command()
 def export(
-    source: Path = typer.Argument(..., help="An image, volume or DICOM series folder."),
+    source: Path = typer.Argument(
+        ..., help="A set written by `medisynth generate`: its folder, a subfolder or a file."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="A new or empty output folder."),
-    model_id: str = typer.Option(..., "--model-id", help="The model that made the images."),
-    modality: str | None = typer.Option(None, help="CT or MR for volumes; recorded for 2D."),
+    modality: str | None = typer.Option(
+        None, help="CT or MR for volumes of a model that records no modality (else its own)."
+    ),
     description: str | None = typer.Option(None, help="Series description."),
+    model_id: str | None = typer.Option(
+        None, "--model-id", help="Check that this model made the set (the id comes from it)."
+    ),
 ) -> None:
-    """Export synthetic images as DICOM flagged Synthetic Data = YES (no patient data)."""
-    from medisynth.data.io import read_image
-    from medisynth.export.dicom import export_dicom
+    """Export images that medisynth generated as DICOM flagged Synthetic Data = YES.
 
-    files = export_dicom(read_image(source), out, model_id, modality, description)
+    Each file is checked against the set's generation.json (its sha256); anything else, such
+    as a real image or a changed file, is refused and nothing is written."""
+    from medisynth.export.provenance import export_generated
+
+    files = export_generated(
+        source, out, modality=modality, model_id=model_id, description=description
+    )
     typer.echo(f"wrote {len(files)} DICOM file(s) to {out}")
 
 

@@ -76,7 +76,12 @@ class DataConfig(StrictModel):
         axis: for ``slices`` (and volume pairs): the spatial axis to slice along.
         min_foreground: for ``slices`` (and volume pairs): skip slices with less anatomy than
             this fraction.
-        modality: the modality, when the files do not say (``"CT"``, ``"MR"``, ...).
+        modality: the modality, when the files do not say (a DICOM code: ``"CT"``, ``"MR"``,
+            ``"US"``, ``"CR"``, ...; it overrides the files' own). Recorded in the model, it
+            lets ``translate`` and ``enhance`` refuse inputs of another modality; without it
+            they warn that inputs go unchecked. For ``paired``/``unpaired``: the source's.
+        target_modality: for ``paired``/``unpaired``: the target's modality when its files do
+            not say; default: ``modality`` (give it for a cross-modality model, e.g. CT -> MR).
         volumes: for ``paired``/``unpaired`` volumes: ``"slices"`` (2D slices along ``axis``)
             or ``"whole"`` (whole volumes, for a 3D model).
         mask_path: for ``image_mask``: the label maps (a folder or file, integer labels
@@ -105,6 +110,7 @@ class DataConfig(StrictModel):
     axis: int = Field(default=2, ge=0, le=2)
     min_foreground: float = Field(default=0.1, ge=0.0, le=1.0)
     modality: str | None = None
+    target_modality: str | None = None
     volumes: Literal["slices", "whole"] = "slices"
     mask_path: str | None = None
     patch_size: int | None = Field(default=None, ge=8, le=1024)
@@ -116,6 +122,13 @@ class DataConfig(StrictModel):
     def _prior_needs_pairs(cls, value: str, info: ValidationInfo) -> str:
         if value != "none" and info.data.get("format") != "paired":
             raise ValueError("a source prior needs paired data (data.format: paired)")
+        return value
+
+    @field_validator("target_modality")
+    @classmethod
+    def _target_needs_pairs(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("format") not in ("paired", "unpaired"):
+            raise ValueError("a target modality needs paired or unpaired data")
         return value
 
     def resolved_path(self) -> Path:

@@ -49,8 +49,10 @@ from medisynth.translate import (
     check_modality,
     input_jobs,
     output_for,
+    require_finite_input,
     scaling_map,
     slice_axis,
+    warn_unchecked_modality,
     write_output,
 )
 
@@ -127,6 +129,7 @@ def enhance_array(
     image_dims = array.ndim - 1
     if data.spatial_dims == 3 and image_dims == 2:
         raise ConfigError("this is a 3D model; it enhances volumes, not 2D images")
+    require_finite_input(array)
     mapping = replace(input_map(package, array, scaling), clip=False)
     scaled = torch.from_numpy(np.ascontiguousarray(mapping.forward(array), dtype=np.float32))
     if data.spatial_dims == image_dims:
@@ -135,6 +138,7 @@ def enhance_array(
         axis = slice_axis(package, axis)
         moved = scaled.movedim(axis + 1, 0)  # (S, C, H, W)
         result = _super_resolve(family, moved, batch_size).movedim(0, axis + 1)
+    package.require_finite(result, "super-resolution")
     values = np.asarray(mapping.inverse(result.numpy()), dtype=np.float32)
     low, high = float(np.nanmin(array)), float(np.nanmax(array))
     return np.clip(values, low, high)
@@ -226,6 +230,7 @@ def enhance(
     src, out = Path(input_path), Path(output)
     result = EnhanceResult(model_id=str(package.card.get("model_id", "")), scale=family.scale)
     description = f"medisynth enhanced: {package.card.get('model_id', 'srgan')}"
+    warn_unchecked_modality(package.data.intensity_map, package.path)
     for path, target in input_jobs(src, out):
         image = read_image(path, modality=modality)
         check_modality(package.data.intensity_map, image, path)

@@ -305,7 +305,7 @@ def generate(
         output.complete(
             {
                 **details,
-                "model": model_name(package.card),
+                "model_id": model_name(package.card),
                 "model_fingerprint": package.card.get("data", {}).get("fingerprint", ""),
                 "seed": seed,
                 "class_names": class_names,

@@ -220,7 +220,7 @@ def generate_pairs(
                 "format": fmt,
                 "count": total,
                 "files": files,
-                "model": model_name(package.card),
+                "model_id": model_name(package.card),
                 "model_fingerprint": package.card.get("data", {}).get("fingerprint", ""),
                 "mask_files": names,
                 "mask_labels": data.mask_labels,

@@ -1030,7 +1030,7 @@ def generate_volumes(
         output.complete(
             {
                 **details,
-                "model": model_name(package.card),
+                "model_id": model_name(package.card),
                 "model_fingerprint": package.card.get("data", {}).get("fingerprint", ""),
                 "seed": seed,
                 "size": list(sizes),

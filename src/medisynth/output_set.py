@@ -9,7 +9,8 @@ Every generated set (``medisynth generate``, ``--masks``, ``--size``) is written
 2. the caller writes those files at :meth:`OutputSet.path` (each one atomically, see
    :mod:`medisynth.files`) and the labels with :meth:`OutputSet.write_labels`;
 3. :meth:`OutputSet.complete` checks they are all there and rewrites ``generation.json`` with
-   ``"status": "complete"``, last.
+   ``"status": "complete"`` and the sha256 of every file (what ``medisynth export`` verifies),
+   last.
 
 A run stopped by an exception (an error, Ctrl-C) inside ``with OutputSet.begin(...)`` removes
 what it wrote. A killed run leaves a folder whose record says incomplete: readers refuse it
@@ -49,11 +50,13 @@ from types import TracebackType
 from typing import Any
 
 from medisynth.errors import ConfigError, ReadError
-from medisynth.files import atomic_write_text
+from medisynth.files import atomic_write_text, file_sha256
 
 log = logging.getLogger(__name__)
 
 RECORD = "generation.json"
+#: The record's map of every written file (relative name) to its sha256: what export verifies.
+DIGESTS = "sha256"
 LABELS = "labels.csv"
 COMPLETE = "complete"
 INCOMPLETE = "incomplete"
@@ -377,6 +380,7 @@ class OutputSet:
             )
         record = {"status": COMPLETE, **details}
         record.update(files=self.files, labels_file=self.labels_file, synthetic=True)
+        record[DIGESTS] = {name: file_sha256(self.folder / name) for name in names}
         self._write_record(record)
         self.done = True
         return record

@@ -44,7 +44,7 @@ from safetensors.torch import load_file, save_file
 
 from medisynth.config import RunConfig
 from medisynth.data.intensity import IntensityMap, intensity_map_from_dict
-from medisynth.errors import ConfigError, ReadError
+from medisynth.errors import ConfigError, MedisynthError, ReadError
 from medisynth.files import atomic_write_text
 from medisynth.gans import get_family
 from medisynth.gans.base import DataInfo, GANFamily, StepContext
@@ -57,6 +57,10 @@ CONFIG = "config.yaml"
 INTENSITY = "intensity_map.json"
 CARD_JSON = "model_card.json"
 CARD_MD = "model_card.md"
+
+
+class ModelOutputError(MedisynthError):
+    """A model produced NaN or infinite values; nothing made from them is written."""
 
 
 def software_versions() -> dict[str, str]:
@@ -130,6 +134,23 @@ def model_id(tensors: dict[str, torch.Tensor], config: RunConfig) -> str:
         digest.update(key.encode())
         digest.update(tensors[key].numpy().tobytes())
     return f"{config.model.family}-{digest.hexdigest()[:12]}"
+
+
+def verify_weights(
+    folder: Path, tensors: dict[str, torch.Tensor], config: RunConfig, card: dict[str, Any]
+) -> None:
+    """ReadError unless ``tensors`` hash to the card's ``model_id`` (weights changed or damaged
+    since the package was written: a flipped byte would otherwise give garbage images)."""
+    recorded = card.get("model_id")
+    actual = model_id(tensors, config)
+    if recorded != actual:
+        raise ReadError(
+            folder,
+            f"the weights do not match the model card: {WEIGHTS} hashes to model id {actual!r}, "
+            f"the card records {recorded!r}, so the weights were changed or damaged after the "
+            "package was written",
+            "copy the package again from where it was trained, or retrain",
+        )
 
 
 def _architecture(family: GANFamily) -> dict[str, Any]:
@@ -289,6 +310,20 @@ class ModelPackage:
     def conditional(self) -> bool:
         return bool(getattr(self.family, "num_classes", 0))
 
+    def require_finite(self, values: torch.Tensor | np.ndarray, what: str) -> None:
+        """ModelOutputError when the network's output ``values`` hold NaN or infinite values
+        (damaged weights or a diverged model): they are never written as images."""
+        if isinstance(values, torch.Tensor):
+            finite = bool(torch.isfinite(values).all())
+        else:
+            finite = bool(np.isfinite(np.asarray(values)).all())
+        if not finite:
+            raise ModelOutputError(
+                f"{self.path}: the model gave NaN or infinite values ({what}); nothing was "
+                "written. The model is broken (diverged in training or damaged): retrain it, "
+                "or use an earlier package"
+            )
+
     def sample(
         self, n: int, labels: Sequence[int] | torch.Tensor | None = None, seed: int = 0
     ) -> torch.Tensor:
@@ -298,8 +333,13 @@ class ModelPackage:
         return self.family.sample(n, label_tensor, generator=noise)
 
     def to_source_units(self, images: torch.Tensor | np.ndarray) -> np.ndarray:
-        """Apply the inverse intensity map: [-1, 1] -> the training data's units (float32)."""
+        """Apply the inverse intensity map: [-1, 1] -> the training data's units (float32).
+
+        Raises:
+            ModelOutputError: the images hold NaN or infinite values.
+        """
         array = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+        self.require_finite(array, "generated images")
         array = np.clip(array.astype(np.float32), -1.0, 1.0)
         return np.asarray(self.intensity_map.inverse(array), dtype=np.float32)
 
@@ -348,6 +388,7 @@ def load_package(folder: str | os.PathLike[str], device: str = "cpu") -> ModelPa
         tensors = load_file(str(folder / WEIGHTS))
     except (SafetensorError, OSError) as err:
         raise ReadError(folder / WEIGHTS, f"unreadable weights ({err})") from err
+    verify_weights(folder, tensors, config, card)
     for name, net in family.inference_nets().items():
         prefix = f"{name}."
         state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}

@@ -144,6 +144,7 @@ def translate_array(
     image_dims = array.ndim - 1
     if data.spatial_dims == 3 and image_dims == 2:
         raise ConfigError("this is a 3D model; it translates volumes, not 2D images")
+    require_finite_input(array)
     source_map = input_map(package, array, source_scaling)
     scaled_array = np.asarray(source_map.forward(array), dtype=np.float32)
     if data.source_prior is not None:  # matched over the whole image or volume, then sliced
@@ -159,14 +160,45 @@ def translate_array(
         moved = scaled.movedim(axis + 1, 0)  # (S, C, H, W)
         out = family.translate(_resize(moved, data.spatial_shape), batch_size)
         result = _resize(out, tuple(moved.shape[2:])).movedim(0, axis + 1)
+    package.require_finite(result, "translation")
     values = np.clip(result.numpy(), -1.0, 1.0)
     return np.asarray(data.intensity_map.inverse(values), dtype=np.float32)
 
 
+def require_finite_input(array: np.ndarray) -> None:
+    """ConfigError when an input image holds NaN or infinite values (they would spread through
+    the network's convolutions and ruin the whole output)."""
+    if not np.isfinite(array).all():
+        raise ConfigError(
+            "the input holds NaN or infinite values; replace them (e.g. with the background "
+            "value) before applying the model"
+        )
+
+
+def trained_modality(trained_on: IntensityMap) -> str:
+    """The modality a model's inputs were recorded as (upper case), ``""`` when unknown."""
+    modality = trained_on.modality.upper()
+    return "" if modality in ("", "UNKNOWN") else modality
+
+
+def warn_unchecked_modality(trained_on: IntensityMap, model: Path) -> None:
+    """Log a warning when the model does not record its input modality: inputs of any modality
+    then go through it unchecked (retrain with ``data.modality`` set to fix that)."""
+    if not trained_modality(trained_on):
+        log.warning(
+            "%s does not record the modality it was trained on, so the inputs' modality is not "
+            "checked: make sure they are of the training modality (retrain with data.modality "
+            "set, e.g. MR or CT, to have it checked)",
+            model,
+        )
+
+
 def check_modality(trained_on: IntensityMap, image: Image, path: Path) -> None:
-    """ConfigError when ``image`` is labelled with another modality than the model's inputs."""
-    trained = trained_on.modality.upper()
-    if image.modality and trained not in ("", "UNKNOWN") and image.modality.upper() != trained:
+    """ConfigError when ``image`` is of another modality than the model's inputs (the file's
+    own label, e.g. a DICOM Modality, or ``--modality``); nothing is checked when the model
+    does not record its modality (see :func:`warn_unchecked_modality`)."""
+    trained = trained_modality(trained_on)
+    if image.modality and trained and image.modality.upper() != trained:
         raise ConfigError(
             f"{path} is {image.modality} but the model was trained on {trained} images; "
             "give an image of the training modality (or --modality to correct a wrong label)"
@@ -266,9 +298,10 @@ def translate(
     description = f"medisynth synthetic: {package.card.get('model_id', 'translation')}"
     target_map = package.data.intensity_map  # outputs are in the target's units
     storage = partial(png_storage, package.data.source_dtype, target_map.low, target_map.high)
+    assert package.data.source_intensity_map is not None  # checked by _family
+    warn_unchecked_modality(package.data.source_intensity_map, package.path)
     for path, target in input_jobs(src, out):
         image = read_image(path, modality=modality)
-        assert package.data.source_intensity_map is not None  # checked by _family
         check_modality(package.data.source_intensity_map, image, path)
         target = output_for(path, target, out, image, overwrite)
         try:

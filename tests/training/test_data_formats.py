@@ -46,3 +46,40 @@ def test_slices_skip_empty_ones(shared_data: Path) -> None:
     assert info.spatial_shape == (197, 233) and info.spacing == (1.0, 1.0)
     with pytest.raises(ConfigError, match="min_foreground"):
         load_training_data(DataConfig(format="slices", path=str(path), min_foreground=1.0))
+
+
+def test_the_configured_modality_is_recorded(tmp_path: Path, tiny_npz: Path) -> None:
+    """data.modality reaches the model (DataInfo and intensity maps) for MedMNIST files and for
+    both sides of pairs, so translate/enhance can check their inputs against it."""
+    from medisynth.export.nifti import write_nifti
+
+    _, info = load_training_data(DataConfig(path=str(tiny_npz), modality="us"))
+    assert (info.modality, info.intensity_map.modality) == ("US", "US")
+    rng = np.random.default_rng(0)
+    mr = (rng.random((1, 16, 16, 4)) * 500 + 100).astype(np.float32)
+    write_nifti(tmp_path / "t1.nii.gz", mr)
+    write_nifti(tmp_path / "t2.nii.gz", 2000 - mr)
+    write_nifti(tmp_path / "ct.nii.gz", mr * 4 - 1000)  # Hounsfield units
+    pairs = {"format": "paired", "min_foreground": 0.0}
+    _, same = load_training_data(
+        DataConfig(
+            path=str(tmp_path / "t1.nii.gz"),
+            target_path=str(tmp_path / "t2.nii.gz"),
+            modality="MR",
+            **pairs,
+        )
+    )
+    assert same.source_intensity_map is not None
+    assert (same.source_intensity_map.modality, same.modality) == ("MR", "MR")
+    assert same.intensity_map.modality == "MR"
+    _, cross = load_training_data(
+        DataConfig(
+            path=str(tmp_path / "ct.nii.gz"),
+            target_path=str(tmp_path / "t2.nii.gz"),
+            modality="CT",
+            target_modality="MR",
+            **pairs,
+        )
+    )
+    assert cross.source_intensity_map is not None
+    assert (cross.source_intensity_map.modality, cross.modality) == ("CT", "MR")

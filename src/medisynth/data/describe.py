@@ -185,7 +185,7 @@ def describe_generated_set(path: Path, record: dict[str, Any]) -> Description:
         ]:
             if record.get(key) is not None:
                 fields[label] = record[key]
-        model = record.get("model")
+        model = record.get("model_id")
         if isinstance(model, str) and re.fullmatch(r"[A-Za-z0-9_.-]+", model):
             fields["model"] = model  # (earlier records held the package's path: not shown)
     fields["files present"] = f"{present} of {len(listed)} listed"

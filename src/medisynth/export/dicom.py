@@ -5,6 +5,11 @@ Annotation NO, new Study/Series/SOP Instance UIDs, a generated patient name and 
 SYNTHETIC, Manufacturer and Software Versions naming medisynth, and a Derivation Description naming
 the model. Nothing is copied from any source file: the objects are built from scratch.
 
+These writers write whatever pixels they are given: they serve images generated in memory
+(``medisynth generate --format dicom``). Files are exported through
+:func:`medisynth.export.provenance.export_generated` (``medisynth export``), which first checks
+that medisynth generated them.
+
 * Volumes (CT or MR) become a series of CT/MR Image Storage objects reoriented to the standard
   axial layout (rows posterior, columns patient-left, slices ascending superior) with one
   Frame of Reference, consistent Image Position/Orientation, Pixel Spacing and Slice Thickness.

@@ -145,8 +145,9 @@ def _read_for_sending(path: Path, allow_real: bool) -> Any:
         raise PushError(f"{path}: not a readable DICOM file ({err})") from err
     if not allow_real and str(ds.get("SyntheticData", "")).upper() != "YES":
         raise PushError(
-            f"{path}: not flagged Synthetic Data = YES; medisynth only pushes synthetic images "
-            "(export them with `medisynth export`, or pass allow_real=True / --allow-real)"
+            f"{path}: not flagged Synthetic Data = YES; only DICOM that medisynth generated is "
+            "sent, and real images are never relabelled as synthetic (to send real images as "
+            "they are, to a PACS cleared for them, pass allow_real=True / --allow-real)"
         )
     return ds
 

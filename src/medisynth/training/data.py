@@ -111,7 +111,8 @@ def load_training_data(config: DataConfig) -> tuple[LabeledImageDataset, DataInf
         views = mni152_views(config.image_size or 64)
         images, labels = views.images, views.labels
         class_names = list(config.class_names or views.class_names)
-        source_dtype, modality, fingerprint = "uint8", "MR", views.fingerprint
+        source_dtype, fingerprint = "uint8", views.fingerprint
+        modality = (config.modality or "MR").upper()  # the MNI152 T1 template
         source, spacing = views.source, views.spacing
     elif config.format in ("folder", "slices"):
         images, labels, class_names, source_dtype, modality, fingerprint, source, spacing = (
@@ -136,7 +137,7 @@ def load_training_data(config: DataConfig) -> tuple[LabeledImageDataset, DataInf
         class_names = list(config.class_names or [str(i) for i in range(n_classes)])
         source_dtype, modality, fingerprint = (
             arrays.source_dtype,
-            arrays.modality,
+            (config.modality or arrays.modality).upper(),
             arrays.fingerprint,
         )
         source, spacing = f"{path} [{config.split}]", None

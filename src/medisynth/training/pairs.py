@@ -112,7 +112,9 @@ def load_pair_data(config: DataConfig) -> tuple[Dataset[dict[str, torch.Tensor]]
         )
     src_path, tgt_path = config.resolved_path(), config.resolved_target_path()
     sources = read_side(src_path, config.modality)
-    targets = read_side(tgt_path)
+    targets = read_side(tgt_path, config.target_modality)
+    for image in targets:  # the files say nothing: the target is of the source's modality
+        image.modality = image.modality or (config.modality or "").upper()
     dims = {img.ndim for img in sources + targets}
     if len(dims) > 1:
         raise ConfigError("source and target images mix 2D images and 3D volumes")
