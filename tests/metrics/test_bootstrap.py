@@ -1,5 +1,5 @@
 """Bootstrap intervals: the generic helper against normal theory, and the metric-specific ones
-(PRDC from precomputed distances, half-sampled FID, near-copy fraction, seed-averaged AUC)."""
+(half-sampled FID, near-copy fraction, seed-averaged AUC; PRDC's are in test_prdc.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from medisynth.errors import ConfigError
 from medisynth.metrics import bootstrap as B
-from medisynth.metrics import frechet, prdc
+from medisynth.metrics import frechet
 from medisynth.metrics.memorization import SpaceResult
 from medisynth.metrics.utility import multiclass_auc, seed_averaged_auc_ci
 
@@ -92,59 +92,6 @@ def test_bias_correction_shifts_to_the_estimate() -> None:
     shifted = _mean_ci(x, seed=0, estimate=x.mean() + 1.0)
     assert shifted[B.CI_LOW] == pytest.approx(plain[B.CI_LOW] + 1.0, abs=0.02)
     assert _width(shifted) == pytest.approx(_width(plain))
-
-
-# --------------------------------------------------------------------------- PRDC
-def test_prdc_from_distance_matrices_equals_prdc() -> None:
-    rng = np.random.default_rng(6)
-    real, fake = rng.normal(size=(90, 7)), rng.normal(size=(70, 7)) * 1.3 + 0.2
-    scores = prdc._ResampledPRDC(real, fake, k=5)
-    ours = scores(np.ones(90, int), np.ones(70, int))
-    assert ours == pytest.approx(prdc.prdc(real, fake, k=5), abs=1e-12)
-
-
-def _line(points: np.ndarray) -> np.ndarray:
-    return np.abs(np.subtract.outer(points, points))
-
-
-def test_prdc_radii_reach_the_kth_distinct_other_drawn_sample() -> None:
-    # 1-D points 0, 1, 2, 3, 10 with 2 not drawn; however often 0 is drawn, its radius is 1
-    balls = prdc._Balls(_line(np.r_[0.0, 1, 2, 3, 10]), k=1)
-    radii = balls.radii(np.array([True, True, False, True, True]))
-    assert radii[[0, 1, 3, 4]].tolist() == [1.0, 1.0, 2.0, 7.0]
-    # beyond the precomputed nearest neighbours (8k + 32 = 72): the full row is searched
-    balls = prdc._Balls(_line(np.arange(100.0)), k=5)
-    drawn = np.zeros(100, bool)
-    drawn[[0, *range(90, 100)]] = True
-    assert balls.radii(drawn)[[0, 99]].tolist() == [94.0, 5.0]
-    drawn[93:] = False  # 3 others drawn, fewer than k: the resample is marked invalid
-    assert np.isnan(balls.radii(drawn)[0])
-
-
-def test_prdc_intervals_contain_the_values_and_shrink_with_n() -> None:
-    rng = np.random.default_rng(7)
-    widths = []
-    for n in (100, 800):
-        real, fake = rng.normal(size=(n, 4)), rng.normal(size=(n, 4)) * 1.1
-        result = prdc.prdc_bootstrap(real, fake, k=5, seed=0)
-        assert result is not None and not result.subsampled
-        values = prdc.prdc(real, fake, k=5)
-        for name, ci in result.intervals.items():
-            assert ci[B.CI_LOW] <= values[name] <= ci[B.CI_HIGH], (n, name)
-        widths.append(_width(result.intervals[prdc.DENSITY]))
-    assert widths[1] < widths[0] / 1.8
-    again = prdc.prdc_bootstrap(real, fake, k=5, seed=0)
-    assert again is not None and again.intervals == result.intervals
-
-
-def test_prdc_intervals_subsample_large_sets() -> None:
-    rng = np.random.default_rng(8)
-    result = prdc.prdc_bootstrap(
-        rng.normal(size=(300, 3)), rng.normal(size=(120, 3)), n_resamples=5, max_samples=150
-    )
-    assert result is not None and result.subsampled
-    assert (result.n_real, result.n_synthetic) == (150, 120)
-    assert prdc.prdc_bootstrap(np.zeros((9, 2)), np.zeros((9, 2)), n_resamples=0) is None
 
 
 # --------------------------------------------------------------------------- FID

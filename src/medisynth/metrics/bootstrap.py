@@ -18,9 +18,10 @@ the variance of a half-sample mean equals that of the full-set mean (the finite-
 factor ``1 - 1/2`` cancels the halved size), so no rescaling is needed. It suits statistics that
 repeats distort, such as covariance-based distances with fewer samples than features.
 
-The statistic receives one index array per set, so a metric built on precomputed pairwise
-distances can index them instead of recomputing features (see
-:func:`medisynth.metrics.prdc.prdc_bootstrap`).
+The statistic receives one index array per set, so a metric built on precomputed arrays can
+index them instead of recomputing features. Neither scheme suits k-NN statistics such as
+precision/recall, whose radii move with the resampled set: their intervals hold that set fixed
+(:meth:`medisynth.metrics.prdc.PRDCTerms.intervals`).
 
 >>> import numpy as np
 >>> x = np.random.default_rng(0).normal(size=400)

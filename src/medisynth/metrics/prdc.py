@@ -9,17 +9,12 @@
 
 Ball membership is strict (``distance < radius``), as in the reference ``prdc`` package.
 
-Confidence intervals (:func:`prdc_bootstrap`): the real and the synthetic samples are resampled
-with replacement and the four scores recomputed from distance matrices computed once. A resample
-holds repeats, which sit at distance 0 from each other; letting a sample's own repeats count as
-its neighbours would shrink the balls (and bias every score down), so each resample is taken as
-the *distinct* samples it drew, weighted by how often each was drawn: radii reach the ``k``-th
-nearest *distinct other* drawn sample, density counts distinct real balls, and the fractions
-(precision, recall, coverage, density's average) count each draw. On Gaussian data this keeps
-the resampled scores centred on the full-set values with a spread close to that of fresh samples
-(precision, recall, density, coverage: bootstrap sd 0.012, 0.006, 0.033, 0.015 vs 0.012, 0.005,
-0.027, 0.011 over fresh sets of 546 in 4 dimensions). Sets larger than ``max_samples`` are
-subsampled for the intervals (reported: the interval is then wider than the full sets' one).
+Intervals (:meth:`PRDCTerms.intervals`) hold fixed the set whose k-NN balls define a score:
+resampling it, with or without replacement, moves its radii and so the score. Given the real set,
+precision and density are means of i.i.d. terms over synthetic samples: Wilson interval (Wilson
+1927; Brown, Cai & DasGupta 2001), BCa bootstrap (Efron 1987); recall: Wilson over real samples,
+synthetic set fixed; coverage (a mean over real balls): normal, delete-one jackknife variance over
+synthetic samples, conservative (Efron & Stein 1981). Target: the mean score over such redraws.
 
 Mode collapse shows as low recall and coverage, and as a within-set nearest-neighbour distance
 of the synthetic set far below that of real data. :func:`diversity_verdict` turns this into a
@@ -37,19 +32,39 @@ True
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from medisynth.errors import ConfigError
-from medisynth.metrics.bootstrap import CONFIDENCE, RESAMPLES, bootstrap_cis
+from medisynth.metrics.bootstrap import CI_HIGH, CI_LOW, CONFIDENCE, LEVEL, N_RESAMPLES, RESAMPLES
 from medisynth.metrics.neighbors import BLOCK_BYTES, knn, kth_neighbour_radius, pairwise_distances
 
 PRECISION = "precision"
 RECALL = "recall"
 DENSITY = "density"
 COVERAGE = "coverage"
+#: the key of an interval's method in :meth:`PRDCTerms.intervals`
+METHOD = "method"
+
+#: how each score's interval is made and what it holds fixed
+INTERVAL_METHODS = {
+    PRECISION: "Wilson score interval over the synthetic samples; real set fixed",
+    RECALL: "Wilson score interval over the real samples; synthetic set fixed",
+    DENSITY: "BCa bootstrap of the synthetic samples' real-ball counts; real set fixed",
+    COVERAGE: "normal interval, delete-one jackknife variance over the synthetic samples "
+    "(conservative); real set fixed",
+}
+
+#: what the intervals target (the report's ``bootstrap.method``)
+INTERVAL_TARGET = (
+    "each interval holds fixed the set whose k-NN balls define the score (precision, density, "
+    "coverage: the real set; recall: the synthetic set) and targets the expected score over "
+    "fresh draws of the other set at its size; n_resamples: density's bootstrap"
+)
 
 #: Synthetic within-set NN median below this fraction of the real one: "collapsed".
 COLLAPSE_RATIO = 0.5
@@ -57,10 +72,132 @@ COLLAPSE_RATIO = 0.5
 REDUCED_RATIO = 0.8
 #: Recall or coverage below this: "reduced diversity" (at least).
 LOW_RECALL = 0.2
+#: values held at once by the density bootstrap (bounds its memory)
+_BOOTSTRAP_VALUES = 2**22
 
 
-def prdc(real: np.ndarray, synthetic: np.ndarray, k: int = 5) -> dict[str, float]:
-    """Precision, recall, density and coverage of ``synthetic`` against ``real`` features.
+@dataclass(frozen=True)
+class PRDCTerms:
+    """The per-sample terms of which each score is the mean (see :func:`prdc_terms`)."""
+
+    k: int
+    #: per synthetic sample: inside some real ball (precision)
+    in_real_ball: np.ndarray
+    #: per synthetic sample: the number of real balls holding it (density, divided by ``k``)
+    real_balls: np.ndarray
+    #: per real sample: inside some synthetic ball (recall)
+    recalled: np.ndarray
+    #: per real sample: its ball holds a synthetic sample (coverage)
+    covered: np.ndarray
+    #: per synthetic sample: the real balls it is the only synthetic sample of (coverage's
+    #: delete-one jackknife: leaving the sample out uncovers them)
+    sole_cover: np.ndarray
+
+    def scores(self) -> dict[str, float]:
+        """Precision, recall, density and coverage."""
+        return {
+            PRECISION: float(self.in_real_ball.mean()),
+            RECALL: float(self.recalled.mean()),
+            DENSITY: float(self.real_balls.mean() / self.k),
+            COVERAGE: float(self.covered.mean()),
+        }
+
+    def intervals(
+        self, n_resamples: int = RESAMPLES, level: float = CONFIDENCE, seed: int = 0
+    ) -> dict[str, dict[str, Any]] | None:
+        """Confidence intervals of the four scores, each given the set that defines its balls.
+
+        The estimand, the other set as it is: precision, the synthetic distribution's mass in the
+        union of the real balls; density, the sum of the real balls' synthetic masses over ``k``;
+        coverage, the expected fraction of real balls that a fresh synthetic set of the same size
+        reaches; recall, the real distribution's mass in the union of the synthetic balls.
+        Coverage is not bootstrapped: a resample with replacement holds ~63% of the synthetic
+        samples, so reaches fewer balls (biased low), and a smaller subsample likewise.
+
+        Args:
+            n_resamples: resamples of density's bootstrap (0: no intervals, returns ``None``).
+            level: confidence level.
+            seed: seed of the bootstrap.
+
+        Returns:
+            ``{name: {"ci_low", "ci_high", "n_resamples", "level", "method"}}``; each interval
+            holds its score (a score at 0 gets ``[0, x]``; ``x`` is 0 where every term is 0
+            and the terms say nothing of their spread, e.g. density or coverage 0).
+
+        >>> rng = np.random.default_rng(0)
+        >>> terms = prdc_terms(rng.normal(size=(150, 4)), rng.normal(size=(150, 4)) + 9)
+        >>> terms.scores()["precision"], terms.intervals()["precision"]["ci_high"] > 0
+        (0.0, True)
+        """
+        if n_resamples < 0:
+            raise ConfigError(f"bootstrap resamples must be >= 0 (0 disables), got {n_resamples}")
+        if not 0.0 < level < 1.0:
+            raise ConfigError(f"confidence level must be in (0, 1), got {level}")
+        if n_resamples == 0:
+            return None
+        bounds = {
+            PRECISION: (_wilson(self.in_real_ball, level), 0),
+            RECALL: (_wilson(self.recalled, level), 0),
+            DENSITY: (_bca_mean(self.real_balls / self.k, n_resamples, level, seed), n_resamples),
+            COVERAGE: (_jackknife_coverage(self.covered, self.sole_cover, level), 0),
+        }
+        scores = self.scores()
+        return {
+            name: {
+                # BCa percentiles of very few or heavily tied resamples can miss the value
+                CI_LOW: min(low, scores[name]),
+                CI_HIGH: max(high, scores[name]),
+                N_RESAMPLES: used,
+                LEVEL: level,
+                METHOD: INTERVAL_METHODS[name],
+            }
+            for name, ((low, high), used) in bounds.items()
+        }
+
+
+def _wilson(hits: np.ndarray, level: float) -> tuple[float, float]:
+    """Wilson score interval of the fraction of ``True`` in ``hits``."""
+    ci = stats.binomtest(int(hits.sum()), len(hits)).proportion_ci(level, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def _bca_mean(values: np.ndarray, n_resamples: int, level: float, seed: int) -> tuple[float, float]:
+    """BCa bootstrap interval of the mean of ``values`` (``[v, v]`` when all equal ``v``)."""
+    mean = float(values.mean())
+    if np.ptp(values) == 0:
+        return mean, mean
+    kwargs = dict(
+        n_resamples=n_resamples,
+        confidence_level=level,
+        vectorized=True,
+        batch=max(1, _BOOTSTRAP_VALUES // len(values)),
+    )
+    with warnings.catch_warnings():  # scipy warns when few resamples reach the tails
+        warnings.simplefilter("ignore")
+        ci = stats.bootstrap(
+            (values,), np.mean, method="BCa", rng=np.random.default_rng(seed), **kwargs
+        ).confidence_interval
+        if not (np.isfinite(ci.low) and np.isfinite(ci.high)):
+            ci = stats.bootstrap(
+                (values,), np.mean, method="percentile", rng=np.random.default_rng(seed), **kwargs
+            ).confidence_interval
+    return float(ci.low), float(ci.high)
+
+
+def _jackknife_coverage(
+    covered: np.ndarray, sole_cover: np.ndarray, level: float
+) -> tuple[float, float]:
+    """Normal interval of coverage with the delete-one jackknife variance over the synthetic
+    samples: leaving sample ``j`` out lowers coverage by ``sole_cover[j] / n``."""
+    n, m = len(covered), len(sole_cover)
+    value = float(covered.mean())
+    variance = (m - 1) / m * float(((sole_cover - sole_cover.mean()) ** 2).sum()) / n**2
+    half = float(stats.norm.ppf(0.5 + level / 2) * np.sqrt(variance))
+    return max(0.0, value - half), min(1.0, value + half)
+
+
+def prdc_terms(real: np.ndarray, synthetic: np.ndarray, k: int = 5) -> PRDCTerms:
+    """The per-sample terms of precision, recall, density and coverage, and of their intervals.
 
     Args:
         real: ``(N, F)`` real features (or any ``(N, ...)`` samples, flattened).
@@ -74,143 +211,37 @@ def prdc(real: np.ndarray, synthetic: np.ndarray, k: int = 5) -> dict[str, float
             f"precision/recall with k={k} needs more than {k} samples per set "
             f"(got {len(real)} real, {len(synthetic)} synthetic)"
         )
+    n, m = len(real), len(synthetic)
     r_real = kth_neighbour_radius(real, k)
     r_syn = kth_neighbour_radius(synthetic, k)
-    in_real_ball = np.zeros(len(synthetic), bool)
-    real_balls_count = np.zeros(len(synthetic), np.int64)
-    real_recalled = np.zeros(len(real), bool)
-    rows = max(1, BLOCK_BYTES // (8 * len(real)))
-    for start in range(0, len(synthetic), rows):
+    in_real_ball = np.zeros(m, bool)
+    real_balls = np.zeros(m, np.int64)
+    recalled = np.zeros(n, bool)
+    hits = np.zeros(n, np.int64)  # synthetic samples in each real ball
+    hitter = np.zeros(n, np.int64)  # one of them (the only one where hits == 1)
+    rows = max(1, BLOCK_BYTES // (8 * n))
+    for start in range(0, m, rows):
         d = pairwise_distances(synthetic[start : start + rows], real)  # (m_chunk, n)
         inside = d < r_real[None, :]
         in_real_ball[start : start + rows] = inside.any(axis=1)
-        real_balls_count[start : start + rows] = inside.sum(axis=1)
-        real_recalled |= (d < r_syn[start : start + rows, None]).any(axis=0)
-    nn_real_to_syn, _ = knn(real, synthetic, k=1)
-    return {
-        PRECISION: float(in_real_ball.mean()),
-        RECALL: float(real_recalled.mean()),
-        DENSITY: float(real_balls_count.mean() / k),
-        COVERAGE: float((nn_real_to_syn[:, 0] < r_real).mean()),
-    }
+        real_balls[start : start + rows] = inside.sum(axis=1)
+        hit = inside.any(axis=0)
+        hits += inside.sum(axis=0)
+        hitter[hit] = start + np.argmax(inside, axis=0)[hit]
+        recalled |= (d < r_syn[start : start + rows, None]).any(axis=0)
+    sole_cover = np.bincount(hitter[hits == 1], minlength=m)
+    return PRDCTerms(k, in_real_ball, real_balls, recalled, hits > 0, sole_cover)
 
 
-class _Balls:
-    """k-NN radii of one set for any resample, from a distance matrix computed once."""
-
-    def __init__(self, distances: np.ndarray, k: int) -> None:
-        n = len(distances)
-        self.k = k
-        self.full = distances.copy()
-        np.fill_diagonal(self.full, np.inf)  # a sample is not its own neighbour
-        # the nearest ``width`` others of each sample, sorted; rarely too few in a resample
-        # (it draws ~63% of the samples), and then the full row is used
-        width = min(n - 1, 8 * k + 32)
-        near = np.argpartition(self.full, width - 1, axis=1)[:, :width]
-        near_d = np.take_along_axis(self.full, near, axis=1)
-        order = np.argsort(near_d, axis=1, kind="stable")
-        self.near = np.take_along_axis(near, order, axis=1)
-        self.near_d = np.take_along_axis(near_d, order, axis=1)
-
-    def radii(self, present: np.ndarray) -> np.ndarray:
-        """Each sample's distance to its ``k``-th nearest distinct other *present* sample."""
-        hits = np.cumsum(present[self.near], axis=1)
-        reached = hits[:, -1] >= self.k
-        radius = self.near_d[np.arange(len(hits)), np.argmax(hits >= self.k, axis=1)]
-        for i in np.flatnonzero(~reached & present):
-            others = self.full[i, present]
-            others = others[np.isfinite(others)]
-            enough = len(others) >= self.k
-            radius[i] = np.partition(others, self.k - 1)[self.k - 1] if enough else np.nan
-        return radius
-
-
-class _ResampledPRDC:
-    """PRDC of resamples given by draw counts, from distance matrices computed once."""
-
-    def __init__(self, real: np.ndarray, synthetic: np.ndarray, k: int) -> None:
-        self.k = k
-        self.real_balls = _Balls(pairwise_distances(real, real), k)
-        self.syn_balls = _Balls(pairwise_distances(synthetic, synthetic), k)
-        self.cross = pairwise_distances(synthetic, real)  # (m, n)
-
-    def __call__(self, real_counts: np.ndarray, syn_counts: np.ndarray) -> dict[str, float]:
-        k = self.k
-        real_in, syn_in = real_counts > 0, syn_counts > 0
-        r_real, r_syn = self.real_balls.radii(real_in), self.syn_balls.radii(syn_in)
-        if np.isnan(r_real[real_in]).any() or np.isnan(r_syn[syn_in]).any():
-            nan = float("nan")  # fewer than k distinct samples drawn
-            return {PRECISION: nan, RECALL: nan, DENSITY: nan, COVERAGE: nan}
-        n, m = real_counts.sum(), syn_counts.sum()
-        inside = (self.cross < r_real[None, :]) & real_in[None, :]  # (m, n) real balls
-        recalled = ((self.cross < r_syn[:, None]) & syn_in[:, None]).any(axis=0)
-        return {
-            PRECISION: float(syn_counts @ inside.any(axis=1) / m),
-            RECALL: float(real_counts @ recalled / n),
-            DENSITY: float(syn_counts @ inside.sum(axis=1) / (k * m)),
-            COVERAGE: float(real_counts @ inside[syn_in].any(axis=0) / n),
-        }
-
-
-@dataclass
-class PRDCBootstrap:
-    """Bootstrap intervals of precision, recall, density and coverage."""
-
-    intervals: dict[str, dict[str, Any]]
-    n_real: int
-    n_synthetic: int
-    subsampled: bool
-
-
-def prdc_bootstrap(
-    real: np.ndarray,
-    synthetic: np.ndarray,
-    k: int = 5,
-    *,
-    n_resamples: int = RESAMPLES,
-    level: float = CONFIDENCE,
-    seed: int = 0,
-    max_samples: int = 2000,
-) -> PRDCBootstrap | None:
-    """Percentile-bootstrap intervals of :func:`prdc` (see the module doc for the method).
+def prdc(real: np.ndarray, synthetic: np.ndarray, k: int = 5) -> dict[str, float]:
+    """Precision, recall, density and coverage of ``synthetic`` against ``real`` features.
 
     Args:
-        real, synthetic, k: as for :func:`prdc`.
-        n_resamples: resamples (0: no intervals, returns ``None``).
-        level: confidence level.
-        seed: seed of the subsampling and resampling.
-        max_samples: a larger set is first subsampled (without replacement) to this size.
-
-    >>> rng = np.random.default_rng(0)
-    >>> real, fake = rng.normal(size=(150, 4)), rng.normal(size=(150, 4))
-    >>> result = prdc_bootstrap(real, fake, n_resamples=50)
-    >>> ci, value = result.intervals["coverage"], prdc(real, fake)["coverage"]
-    >>> bool(ci["ci_low"] <= value <= ci["ci_high"]), result.subsampled
-    (True, False)
+        real: ``(N, F)`` real features (or any ``(N, ...)`` samples, flattened).
+        synthetic: ``(M, F)`` synthetic features.
+        k: the neighbour defining each sample's ball (5 is the published default).
     """
-    if n_resamples == 0:
-        return None
-    real = np.asarray(real, np.float64).reshape(len(real), -1)
-    synthetic = np.asarray(synthetic, np.float64).reshape(len(synthetic), -1)
-    if min(len(real), len(synthetic)) <= k:
-        raise ConfigError(f"precision/recall with k={k} needs more than {k} samples per set")
-    rng = np.random.default_rng(seed)
-    subsampled = max(len(real), len(synthetic)) > max_samples
-    sets = [
-        x if len(x) <= max_samples else x[np.sort(rng.choice(len(x), max_samples, replace=False))]
-        for x in (real, synthetic)
-    ]
-    scores = _ResampledPRDC(sets[0], sets[1], k)
-    n, m = len(sets[0]), len(sets[1])
-    intervals = bootstrap_cis(
-        lambda i, j: scores(np.bincount(i, minlength=n), np.bincount(j, minlength=m)),
-        (n, m),
-        n_resamples=n_resamples,
-        level=level,
-        seed=rng,
-    )
-    assert intervals is not None
-    return PRDCBootstrap(intervals, n, m, subsampled)
+    return prdc_terms(real, synthetic, k).scores()
 
 
 def within_set_nn_distances(samples: np.ndarray) -> np.ndarray:

@@ -17,7 +17,8 @@ as a set grows.
 
 Confidence intervals (``ValidateOptions.bootstrap`` resamples, seeded by ``seed``; see
 :mod:`medisynth.metrics.bootstrap`) sit beside their values as ``<name>_ci: [low, high]``, with a
-``bootstrap`` entry per metric: precision/recall/density/coverage, the near-copy fraction, the
+``bootstrap`` entry per metric: precision/recall/density/coverage (each given the set that
+defines its k-NN balls; see :mod:`medisynth.metrics.prdc`), the near-copy fraction, the
 seed-averaged utility AUC (``auc.mean_ci``) and, with ``fid_bootstrap``, the FID.
 
 >>> import numpy as np, tempfile, pathlib
@@ -83,11 +84,9 @@ class ValidateOptions:
     cache_dir: str | None = None
     progress: bool = True
     seed: int = 0
-    #: bootstrap resamples of the confidence intervals of precision/recall/density/coverage,
-    #: the near-copy fraction and the utility AUC (0: no intervals)
+    #: bootstrap resamples of the confidence intervals of density, the near-copy fraction and
+    #: the utility AUC (0: no intervals, PRDC's closed-form ones included)
     bootstrap: int = 200
-    #: sets larger than this are subsampled for the PRDC intervals (reported)
-    bootstrap_max_samples: int = 2000
     #: half-sample resamples of the FID interval (0: none; one eigendecomposition each)
     fid_bootstrap: int = 0
 
@@ -106,8 +105,6 @@ class ValidateOptions:
                 f"bootstrap resamples must be >= 0 (0 disables), got bootstrap={self.bootstrap},"
                 f" fid_bootstrap={self.fid_bootstrap}"
             )
-        if self.bootstrap_max_samples <= self.k:
-            raise ConfigError(f"bootstrap_max_samples must exceed k={self.k}")
 
 
 @dataclass
@@ -408,32 +405,16 @@ def run_validation(
     if K.PRDC in metrics:
         with step(K.PRDC):
             k = min(options.k, len(features[K.REAL]) - 1, len(features[K.SYNTHETIC]) - 1)
-            out[K.PRDC] = {
-                **prdc.prdc(features[K.REAL], features[K.SYNTHETIC], k=k),
-                "k": k,
-                K.EXTRACTOR: options.extractor,
-            }
-            boot = prdc.prdc_bootstrap(
-                features[K.REAL], features[K.SYNTHETIC], k=k, n_resamples=options.bootstrap,
-                seed=options.seed, max_samples=options.bootstrap_max_samples,
-            )  # fmt: skip
-            if boot is not None:
-                for name, ci in boot.intervals.items():
+            terms = prdc.prdc_terms(features[K.REAL], features[K.SYNTHETIC], k=k)
+            out[K.PRDC] = {**terms.scores(), "k": k, K.EXTRACTOR: options.extractor}
+            cis = terms.intervals(options.bootstrap, seed=options.seed)
+            if cis is not None:
+                for name, ci in cis.items():
                     out[K.PRDC][ci_key(name)] = interval(ci)
-                note = "real and synthetic features resampled with replacement; radii reach "
-                note += "the k-th nearest distinct other drawn sample"
-                if boot.subsampled:
-                    note += (
-                        f"; intervals from random subsets of {boot.n_real} real and "
-                        f"{boot.n_synthetic} synthetic samples (wider than the full sets' would be)"
-                    )
-                    warnings.append(
-                        f"PRDC intervals computed on subsets of at most "
-                        f"{options.bootstrap_max_samples} samples per set"
-                    )
                 out[K.PRDC][K.BOOTSTRAP] = _bootstrap_info(
-                    boot.intervals[prdc.PRECISION], note,
-                    n_real=boot.n_real, n_synthetic=boot.n_synthetic,
+                    cis[prdc.DENSITY], prdc.INTERVAL_TARGET,
+                    intervals={name: ci[prdc.METHOD] for name, ci in cis.items()},
+                    n_real=len(terms.recalled), n_synthetic=len(terms.in_real_ball),
                 )  # fmt: skip
     if K.DIVERSITY in metrics:
         with step(K.DIVERSITY):
