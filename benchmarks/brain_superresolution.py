@@ -124,7 +124,7 @@ def train(
     if reuse and (run_dir / "model").is_dir():
         summary = json.loads((run_dir / "train_summary.json").read_text())
         return {"steps": summary["steps"], "train_s": summary["wall_seconds"], "dir": run_dir}
-    result = Trainer(config).fit()
+    result = Trainer(config).fit(overwrite=True)  # a new run replaces the earlier one
     return {"steps": result.steps, "train_s": result.wall_seconds, "dir": run_dir}
 
 

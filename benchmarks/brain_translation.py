@@ -250,7 +250,7 @@ def train_and_translate(
         summary = json.loads((run_dir / "train_summary.json").read_text())
         steps, train_s = summary["steps"], summary["wall_seconds"]
     else:
-        result = Trainer(config).fit()
+        result = Trainer(config).fit(overwrite=True)  # a new run replaces the earlier one
         steps, train_s = result.steps, result.wall_seconds
     package = load_package(run_dir / "model")
     te_src, te_tgt, _ = pair(test, task, align)

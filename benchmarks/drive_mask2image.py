@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         config = load_config(EXAMPLE, overrides)
         tick = time.perf_counter()
-        fit = Trainer(config).fit()
+        fit = Trainer(config).fit(overwrite=True)  # a new run replaces the earlier one
         result["gan"] = {
             "steps": fit.steps,
             "status": fit.status,

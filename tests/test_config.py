@@ -100,3 +100,33 @@ def test_cli_train_rejects_an_unknown_key_with_exit_status_2(
     err = capsys.readouterr().err
     assert "unknown key 'train.stepz'" in err and "did you mean 'steps'" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "overrides", "expected"),
+    [
+        (
+            "train:\n  steps: 3\n",
+            ["train.steps=abc"],
+            "train.steps: Input should be a valid integer",
+        ),
+        ("model:\n  g_channels: abc\n  d_channels: -3\n", [], "model.d_channels"),
+        ("train: {steps: [\n", [], "not valid YAML (line 2, column 1"),
+        ("seed: 1\n", ["seed=99999999999999999999999"], "seed: Input should be less than"),
+    ],
+    ids=["bad-override", "two-errors", "yaml-syntax", "seed-range"],
+)
+def test_cli_config_errors_are_one_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    yaml_text: str,
+    overrides: list[str],
+    expected: str,
+) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml_text)
+    args = ["train", str(config), *(part for item in overrides for part in ("--set", item))]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert expected in err

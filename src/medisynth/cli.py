@@ -63,14 +63,23 @@ def train(
     resume: bool = typer.Option(
         False, "--resume", help="Continue from <train.out_dir>/checkpoints/last.pt."
     ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace the run in train.out_dir (only the files medisynth wrote there).",
+    ),
 ) -> None:
-    """Train a GAN; writes checkpoints, sample grids, metrics and a model package."""
+    """Train a GAN; writes checkpoints, sample grids, metrics and a model package.
+
+    A train.out_dir that already holds a run is refused: continue it with --resume, replace it
+    with --overwrite, or choose another train.out_dir.
+    """
     import os
 
     from medisynth.config import load_config
     from medisynth.training.engine import Trainer
 
-    result = Trainer(load_config(config, set_)).fit(resume=resume)
+    result = Trainer(load_config(config, set_)).fit(resume=resume, overwrite=overwrite)
     if result.world_size == 1 or int(os.environ.get("RANK", "0")) == 0:
         typer.echo(
             f"{result.status}: {result.steps} steps in {result.wall_seconds:.0f} s "

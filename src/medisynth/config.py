@@ -168,6 +168,10 @@ class TrainConfig(StrictModel):
             Set 1 on a machine busy with other jobs; training warns when its threads outnumber
             the cores the load average leaves free.
         out_dir: the run folder (checkpoints, samples, metrics, the model package).
+        record_paths: write the data paths and ``out_dir`` into the run folder's own
+            ``config.yaml``. Off by default: paths often name patients (a DICOM export folder
+            named after the patient), so they are written as ``<not recorded>``; checkpoints
+            and model packages never hold them, whatever this says.
         progress: show a progress bar.
         tensorboard: also log to TensorBoard when the ``tensorboard`` package is installed.
     """
@@ -186,6 +190,7 @@ class TrainConfig(StrictModel):
     num_workers: int = Field(default=0, ge=0)
     threads: int | None = Field(default=None, ge=1)
     out_dir: str = "runs/medisynth"
+    record_paths: bool = False
     progress: bool = True
     tensorboard: bool = True
 
@@ -226,10 +231,14 @@ class CardConfig(StrictModel):
     limitations: list[str] = Field(default_factory=lambda: list(DEFAULT_LIMITATIONS))
 
 
+#: what a path setting says where the path was left out (checkpoints, packages, run configs)
+NOT_RECORDED = "<not recorded>"
+
+
 class RunConfig(StrictModel):
     """One training run. Build it with :meth:`from_dict` or :func:`load_config`."""
 
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, lt=2**32)
     data: DataConfig = Field(default_factory=DataConfig)
     model: SerializeAsAny[FamilyConfig] = Field(default_factory=FamilyConfig, validate_default=True)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -274,6 +283,29 @@ class RunConfig(StrictModel):
         """Plain JSON/YAML-friendly mapping of every setting (defaults included)."""
         return self.model_dump(mode="json")
 
+    def without_paths(self) -> RunConfig:
+        """A copy that names no file or folder: every path setting that is set (``data.path``,
+        ``data.target_path``, ``data.mask_path``, a label CSV in ``data.labels``,
+        ``train.out_dir``) becomes :data:`NOT_RECORDED`. What the data were is kept by the data
+        fingerprint and file count of the model card.
+
+        >>> cfg = RunConfig.from_dict({"data": {"path": "/scans/DOE_JOHN/t1.nii.gz"}})
+        >>> cfg.without_paths().data.path, cfg.without_paths().train.out_dir
+        ('<not recorded>', '<not recorded>')
+        """
+        data = self.data.model_dump()
+        for key in ("path", "target_path", "mask_path"):
+            if data[key] is not None:
+                data[key] = NOT_RECORDED
+        if data["labels"] not in ("subfolders", "none"):
+            data["labels"] = NOT_RECORDED
+        return self.model_copy(
+            update={
+                "data": DataConfig.model_validate(data),
+                "train": self.train.model_copy(update={"out_dir": NOT_RECORDED}),
+            }
+        )
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
@@ -296,7 +328,7 @@ def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(err)})") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -381,11 +413,28 @@ def _model_type(annotation: Any) -> type[BaseModel] | None:
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:
-    lines = []
+    """Every problem pydantic found, on one line (the CLI prints errors as one line)."""
+    problems = []
     for item in err.errors():
         where = ".".join(str(p) for p in item["loc"] if not str(p).startswith("function-"))
         got = item.get("input")
         shown = "" if isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"{where}: {item['msg']}{shown}")
+        problems.append(f"{where}: {item['msg']}{shown}")
     head = f"{source}: invalid config" if source else "invalid config"
-    return head + "\n  " + "\n  ".join(lines)
+    return f"{head}: {'; '.join(problems)}"
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML syntax error on one line: what and where (PyYAML's own text spans several lines).
+
+    >>> try:
+    ...     yaml.safe_load("train: {steps: [\\n")
+    ... except yaml.YAMLError as err:
+    ...     print(_yaml_problem(err))
+    line 2, column 1: expected the node content, but found '<stream end>'
+    """
+    if isinstance(err, yaml.MarkedYAMLError):
+        mark = err.problem_mark or err.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        return where + (err.problem or err.context or "syntax error")
+    return " ".join(str(err).split())

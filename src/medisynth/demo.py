@@ -180,7 +180,7 @@ def run_demo(
         }
     )
     trainer = Trainer(config)
-    result = trainer.fit()
+    result = trainer.fit(overwrite=True)  # the demo's own run folder, updated in place
     if result.package is None:
         raise ConfigError("training was interrupted; run the demo again to finish it")
     package = load_package(result.package)

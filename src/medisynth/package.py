@@ -27,9 +27,7 @@ import json
 import logging
 import os
 import platform
-import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -45,7 +43,7 @@ from safetensors.torch import load_file, save_file
 from medisynth.config import RunConfig
 from medisynth.data.intensity import IntensityMap, intensity_map_from_dict
 from medisynth.errors import ConfigError, MedisynthError, ReadError
-from medisynth.files import atomic_write_text
+from medisynth.files import atomic_folder, atomic_path, atomic_write_text
 from medisynth.gans import get_family
 from medisynth.gans.base import DataInfo, GANFamily, StepContext
 
@@ -86,43 +84,36 @@ def save_package(
     """Write ``family``'s inference networks and their description as a package ``folder``.
 
     The folder is assembled beside the target and renamed into place, so a reader never sees a
-    half-written package. An existing folder is replaced only if it is itself a package.
+    half-written package. An existing folder is replaced only if it is itself a package. The
+    package records no user path (the config's paths are replaced by ``<not recorded>``, see
+    :meth:`~medisynth.config.RunConfig.without_paths`); files and folders get the usual
+    permissions (the umask applies).
     """
     folder = Path(folder)
     if folder.exists() and not (folder / CARD_JSON).is_file():
         raise ConfigError(
             f"{folder} exists and is not a medisynth model package; refusing to overwrite it"
         )
+    config = config.without_paths()  # user paths can name patients: not in a package
     data = family.data
     tensors = {}
     for net_name, net in family.inference_nets().items():
         for key, value in net.state_dict().items():
             tensors[f"{net_name}.{key}"] = value.detach().cpu().contiguous()
     card = _card(family, config, training or {}, metrics or {}, model_id(tensors, config))
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        save_file(
-            tensors,
-            str(staging / WEIGHTS),
-            metadata={"format": PACKAGE_FORMAT, "family": config.model.family},
-        )
+    with atomic_folder(folder) as staging:
+        with atomic_path(staging / WEIGHTS) as weights:
+            save_file(
+                tensors,
+                str(weights),
+                metadata={"format": PACKAGE_FORMAT, "family": config.model.family},
+            )
         atomic_write_text(staging / CONFIG, config.to_yaml())
         atomic_write_text(
             staging / INTENSITY, json.dumps(data.intensity_map.to_dict(), indent=2) + "\n"
         )
         atomic_write_text(staging / CARD_JSON, json.dumps(card, indent=2) + "\n")
         atomic_write_text(staging / CARD_MD, model_card_markdown(card))
-        old = None
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            os.replace(folder, old)
-        os.replace(staging, folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     log.info("model package written to %s", folder)
     return folder
 

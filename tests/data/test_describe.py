@@ -113,3 +113,54 @@ def test_info_describes_a_generated_dicom_set(
     assert first["format"] == "dicom" and first["SyntheticData"] == "YES"
     assert main(["info", str(out)]) == 0
     assert "medisynth synthetic set" in capsys.readouterr().out
+
+
+def test_info_shows_no_attribute_the_basic_profile_removes(
+    shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pydicom
+
+    ds = pydicom.dcmread(shared_data / "pydicom_samples" / "CT_small.dcm")
+    ds.PatientName = "DOE^JOHN"
+    ds.SeriesDescription = "HEAD DOE JOHN"
+    ds.StudyDescription = "JOHN DOE head"
+    ds.ProtocolName = "JOHN protocol"
+    ds.DerivationDescription = "JOHN DOE derived"
+    ds.InstitutionName = "JOHN Clinic"
+    ds.Manufacturer = "Acme Scanners"
+    ds.save_as(tmp_path / "ct.dcm")
+    for args in (["--json"], []):
+        assert main(["info", str(tmp_path / "ct.dcm"), *args]) == 0
+        out = capsys.readouterr().out
+        assert "JOHN" not in out and "DOE" not in out
+        assert "CT" in out and "Acme Scanners" in out  # technical attributes stay
+    image_meta = describe(tmp_path / "ct.dcm").fields
+    assert "SeriesDescription" not in image_meta and "Manufacturer" in image_meta
+
+
+def test_kept_dicom_attributes_are_outside_the_basic_profile() -> None:
+    from medisynth.data.dicom import BASIC_PROFILE_REMOVED, KEPT_ATTRIBUTES
+
+    assert not set(KEPT_ATTRIBUTES) & set(BASIC_PROFILE_REMOVED)
+    for keyword in (
+        "SeriesDescription",
+        "StudyDescription",
+        "ProtocolName",
+        "DerivationDescription",
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "StudyDate",
+        "SeriesTime",
+        "StudyInstanceUID",
+        "SOPInstanceUID",
+        "InstitutionName",
+        "StationName",
+        "DeviceSerialNumber",
+        "AccessionNumber",
+    ):
+        assert keyword in BASIC_PROFILE_REMOVED, keyword
+    import pydicom.datadict
+
+    for keyword in (*KEPT_ATTRIBUTES, *BASIC_PROFILE_REMOVED):  # real DICOM keywords
+        assert pydicom.datadict.tag_for_keyword(keyword) is not None, keyword

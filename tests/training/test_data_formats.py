@@ -83,3 +83,78 @@ def test_the_configured_modality_is_recorded(tmp_path: Path, tiny_npz: Path) -> 
     )
     assert cross.source_intensity_map is not None
     assert (cross.source_intensity_map.modality, cross.modality) == ("CT", "MR")
+
+
+def _class_folders(root: Path, names: list[str]) -> None:
+    rng = np.random.default_rng(0)
+    for name in names:
+        (root / name).mkdir(parents=True)
+        for i in range(2):
+            values = rng.integers(0, 255, size=(8, 8), dtype=np.uint8)
+            PILImage.fromarray(values).save(root / name / f"{i}.png")
+
+
+def test_identifying_class_folder_names_are_refused(tmp_path: Path) -> None:
+    _class_folders(tmp_path, ["DOE_JOHN_19600101", "normal"])
+    with pytest.raises(ConfigError, match=r"data\.class_names") as caught:
+        load_training_data(DataConfig(format="folder", path=str(tmp_path)))
+    assert "DOE_JOHN_19600101" in str(caught.value)  # the user is shown which one, and why
+    _, info = load_training_data(
+        DataConfig(format="folder", path=str(tmp_path), class_names=["lesion", "normal"])
+    )
+    assert info.class_names == ["lesion", "normal"]
+    assert "DOE" not in info.source and "JOHN" not in info.source and "4 files" in info.source
+    with pytest.raises(ConfigError, match="3 class names.*2 classes"):
+        load_training_data(
+            DataConfig(format="folder", path=str(tmp_path), class_names=["a", "b", "c"])
+        )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "DOE_JOHN",
+        "Doe^John",
+        "doe^john",
+        "Doe, John",
+        "DOE JOHN",
+        "19600101",
+        "1960-01-01",
+        "01.02.60",
+        "MRN12345",
+        "patient_0042",
+    ],
+)
+def test_names_that_look_identifying(name: str) -> None:
+    from medisynth.data.privacy import identifying_reason
+
+    assert identifying_reason(name) is not None
+
+
+@pytest.mark.parametrize(
+    "name", ["normal", "pneumonia", "benign", "malignant", "0", "1", "12", "class_2", "T1", "all"]
+)
+def test_ordinary_class_names_pass(name: str) -> None:
+    from medisynth.data.privacy import identifying_reason
+
+    assert identifying_reason(name) is None
+
+
+def test_the_mixed_shape_error_names_an_action_the_command_line_offers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from medisynth.cli import main
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, size in enumerate((16, 16, 16, 12)):
+        PILImage.fromarray(np.full((size, size), 10 * i, np.uint8)).save(images / f"{i}.png")
+    (tmp_path / "run.yaml").write_text(
+        f"data:\n  format: folder\n  path: {images}\ntrain:\n  out_dir: {tmp_path / 'run'}\n"
+    )
+    assert main(["train", str(tmp_path / "run.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "mixed shapes" in err and "3.png" in err
+    assert "skip_bad" not in err  # a Python argument the command line does not have
+    assert f"medisynth info {images}" in err and "move the 1 differing" in err
+    assert not (tmp_path / "run").exists()  # refused before anything was written

@@ -58,3 +58,31 @@ def test_two_process_ddp_on_gloo(
     assert checkpoint["world_size"] == 2 and checkpoint["step"] == 4
     assert len(checkpoint["rng"]) == 2  # one random state per process, for exact resumption
     assert (out / "model" / "weights.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_ddp_ranks_agree_to_refuse_an_existing_run(tmp_path: Path, tiny_npz: Path) -> None:
+    """Only rank 0 looks at the run folder, before any rank writes, and every rank stops with
+    its verdict: no rank trains on (or waits forever for) a run the others refused."""
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which(
+        "torchrun"
+    )
+    if torchrun is None:
+        pytest.skip("torchrun is not installed next to this Python")
+    out = tmp_path / "ddp"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "last.pt").write_bytes(b"an earlier run's checkpoint")
+    (out / "metrics.jsonl").write_text('{"step": 1}\n')
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [*(torchrun, "--standalone", "--nproc_per_node=2", str(WORKER)), str(out), str(tiny_npz)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+    )
+    assert done.returncode != 0
+    assert done.stderr.count("already holds a training run") >= 2, done.stderr[-4000:]
+    assert (out / "checkpoints" / "last.pt").read_bytes() == b"an earlier run's checkpoint"
+    assert (out / "metrics.jsonl").read_text() == '{"step": 1}\n'
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "metrics.jsonl"]

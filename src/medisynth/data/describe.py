@@ -19,7 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from medisynth.data.dicom import is_dicom_file, list_dicom_series, read_dicom_slices
+from medisynth.data.dicom import (
+    KEPT_ATTRIBUTES,
+    is_dicom_file,
+    list_dicom_series,
+    read_dicom_slices,
+)
 from medisynth.data.image import Image, finite_range
 from medisynth.data.io import detect_format, read_image, read_image_folder, read_medmnist
 from medisynth.errors import ReadError
@@ -87,18 +92,22 @@ def describe_image(image: Image) -> Description:
         "origin (mm, RAS)": [round(float(v), 3) for v in image.affine[:3, 3]],
         "fingerprint": image.fingerprint[:16],
     }
-    for key in (
-        "geometry",
-        "photometric_note",
-        "pixel_spacing",
-        "SeriesDescription",
-        "files",
-        "SyntheticData",
-        "DerivationDescription",
-    ):
+    for key in ("geometry", "photometric_note", "pixel_spacing", "files"):
         if key in image.meta:
             fields[key.replace("_", " ")] = image.meta[key]
+    # DICOM: the technical attributes kept as metadata, nothing the Basic Profile removes
+    for key in _SHOWN_ATTRIBUTES:
+        if key in image.meta:
+            fields[key] = image.meta[key]
     return Description(image.path, kind, fields)
+
+
+#: the DICOM attributes ``info`` lists (the rest of KEPT_ATTRIBUTES is shown as shape, spacing...)
+_SHOWN_ATTRIBUTES = tuple(
+    key
+    for key in KEPT_ATTRIBUTES
+    if key not in ("Modality", "Rows", "Columns", "PixelSpacing", "PixelRepresentation")
+)
 
 
 def _axis_codes(affine: np.ndarray) -> list[str]:

@@ -42,19 +42,88 @@ _NON_IMAGE_PREFIXES: dict[str, str] = {
 }
 _COLOUR = {"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420"}
 
-#: Non-identifying tags kept as metadata. Patient, institution and operator data never are.
-_META_KEYWORDS = (
+#: Attributes that the DICOM Basic Application Level Confidentiality Profile removes, empties or
+#: replaces (PS3.15 Annex E, Table E.1-1; checked against the 2024b edition): the ones an image
+#: reader is most likely to meet. medisynth never keeps them as image metadata, never prints them
+#: (``medisynth info``) and never writes them into a checkpoint or model package. Free-text
+#: descriptions are on the list because sites type names, dates and IDs into them.
+BASIC_PROFILE_REMOVED = (
+    # the patient
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientBirthTime",
+    "PatientSex",
+    "PatientAge",
+    "PatientSize",
+    "PatientWeight",
+    "PatientAddress",
+    "OtherPatientIDs",
+    "OtherPatientNames",
+    "PatientComments",
+    "EthnicGroup",
+    "MedicalRecordLocator",
+    # the study, series and acquisition: identifiers, dates and times
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "SeriesDate",
+    "SeriesTime",
+    "AcquisitionDate",
+    "AcquisitionTime",
+    "AcquisitionDateTime",
+    "ContentDate",
+    "ContentTime",
+    "InstanceCreationDate",
+    "InstanceCreationTime",
+    # free text
+    "StudyDescription",
+    "SeriesDescription",
+    "ProtocolName",
+    "DerivationDescription",
+    "ImageComments",
+    "StudyComments",
+    "AdditionalPatientHistory",
+    "RequestedProcedureDescription",
+    "PerformedProcedureStepDescription",
+    "AcquisitionDeviceProcessingDescription",
+    # people and places
+    "ReferringPhysicianName",
+    "PerformingPhysicianName",
+    "NameOfPhysiciansReadingStudy",
+    "OperatorsName",
+    "InstitutionName",
+    "InstitutionAddress",
+    "InstitutionalDepartmentName",
+    "StationName",
+    "DeviceSerialNumber",
+    # instance UIDs
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SOPInstanceUID",
+    "FrameOfReferenceUID",
+    "MediaStorageSOPInstanceUID",
+    "ReferencedSOPInstanceUID",
+)
+
+#: Technical attributes kept as image metadata and shown by ``medisynth info``. None of them is
+#: in Table E.1-1 (Manufacturer and ManufacturerModelName are not; the Basic Profile keeps them)
+#: and none names a patient, a site or a date; ``tests/data/test_describe.py`` checks that this
+#: list and :data:`BASIC_PROFILE_REMOVED` do not overlap.
+KEPT_ATTRIBUTES = (
     "Modality",
     "SyntheticData",
-    "DerivationDescription",
     "SOPClassUID",
     "Manufacturer",
     "ManufacturerModelName",
     "BodyPartExamined",
-    "SeriesDescription",
-    "ProtocolName",
     "ImageType",
     "PhotometricInterpretation",
+    "Rows",
+    "Columns",
+    "PixelSpacing",
+    "SliceThickness",
     "BitsStored",
     "PixelRepresentation",
     "RescaleType",
@@ -141,7 +210,7 @@ def _refuse_non_image(ds: Any, path: Path) -> None:
 
 def _meta(ds: Any) -> dict[str, Any]:
     meta: dict[str, Any] = {}
-    for keyword in _META_KEYWORDS:
+    for keyword in KEPT_ATTRIBUTES:
         if keyword in ds:
             value = ds.data_element(keyword).value
             if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":

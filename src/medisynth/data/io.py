@@ -666,7 +666,8 @@ def read_image_folder(
                 root,
                 f"images have mixed shapes: {len(read) - len(odd)} are {common} but {len(odd)} "
                 f"differ (e.g. {examples})",
-                "resize them to one size first, or pass skip_bad=True to leave the odd ones out",
+                f"resize them to one size, or move the {len(odd)} differing ones out of the "
+                f"folder (`medisynth info {root}` counts them and names the first few)",
             )
         skipped += [(f, f"shape {s} differs from the common {common}") for f, s in odd]
         read = [r for r in read if r[2].array.shape == common]

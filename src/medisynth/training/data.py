@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from torch.utils.data import Sampler
 from medisynth.config import DataConfig
 from medisynth.data.datasets import LabeledImageDataset
 from medisynth.data.intensity import fit_intensity_map
+from medisynth.data.privacy import identifying_reason
 from medisynth.errors import ConfigError
 from medisynth.gans.base import DataInfo
 
@@ -45,9 +47,10 @@ def _read_files(
 ) -> tuple[np.ndarray, np.ndarray, list[str], str, str, str, str, tuple[float, ...] | None]:
     """Images, labels and provenance for ``folder`` and ``slices`` data.
 
-    The source description names the format, count and modality but not the path: a folder
-    of patient data is often named after the patient, and the model package must carry no
-    identifiers.
+    The source description names the format, the file count and the modality but not the path:
+    a folder of patient data is often named after the patient, and the model package must carry
+    no identifiers. For the same reason class names taken from subfolder names (or a label
+    CSV) are checked (:mod:`medisynth.data.privacy`) unless ``data.class_names`` gives them.
     """
     from medisynth.data.datasets import slice_indices
     from medisynth.data.io import read_image, read_image_folder
@@ -56,9 +59,12 @@ def _read_files(
     if config.format == "folder":
         folder = read_image_folder(path, labels=config.labels, modality=config.modality)
         images, labels = folder.images, folder.labels
-        names = list(config.class_names or folder.class_names)
+        names = _folder_class_names(config, folder.class_names, path)
         modality = folder.modality
-        source = f"image folder: {len(images)} images, classes {folder.class_names}"
+        source = (
+            f"image folder: {len(folder.files)} files, {len(images)} images, "
+            f"{len(names)} class{'es' if len(names) != 1 else ''}"
+        )
         spacing = folder.spacing
         source_dtype, fingerprint = folder.source_dtype, folder.fingerprint
     else:
@@ -76,9 +82,10 @@ def _read_files(
         labels = np.zeros(len(images), np.int64)
         names = list(config.class_names or ["slice"])
         modality = volume.modality
+        files = int(volume.meta.get("files", 1))
         source = (
             f"{len(images)} slices (axis {config.axis}) of a {volume.meta.get('format', '')} "
-            f"volume {volume.spatial_shape}"
+            f"volume {volume.spatial_shape} ({files} file{'s' if files != 1 else ''})"
         )
         plane = [s for i, s in enumerate(volume.spacing) if i != config.axis]
         spacing = (float(plane[0]), float(plane[1]))
@@ -88,6 +95,29 @@ def _read_files(
             raise ConfigError("images differ in size")
         images = resize_images(images, config.image_size)
     return images, labels, names, source_dtype, modality, fingerprint, source, spacing
+
+
+def _folder_class_names(config: DataConfig, found: list[str], path: Path) -> list[str]:
+    """The class names of a folder: ``data.class_names`` (one per class found, in sorted order),
+    else the subfolder (or CSV label) names when none of them looks identifying."""
+    if config.class_names:
+        if len(config.class_names) != len(found):
+            raise ConfigError(
+                f"data.class_names has {len(config.class_names)} class names but {path} has "
+                f"{len(found)} classes; give one name per class, in the sorted order of the "
+                "subfolder (or label) names"
+            )
+        return list(config.class_names)
+    for name in found:
+        reason = identifying_reason(name)
+        if reason is not None:
+            raise ConfigError(
+                f"{path}: the class name {name!r} may identify a patient ({reason}) and class "
+                f"names go into the model card; name the {len(found)} classes in the config "
+                "instead: data.class_names: [...], one per class in the sorted order of the "
+                "subfolder (or label) names"
+            )
+    return list(found)
 
 
 def load_training_data(config: DataConfig) -> tuple[LabeledImageDataset, DataInfo]:
@@ -140,7 +170,8 @@ def load_training_data(config: DataConfig) -> tuple[LabeledImageDataset, DataInf
             (config.modality or arrays.modality).upper(),
             arrays.fingerprint,
         )
-        source, spacing = f"{path} [{config.split}]", None
+        source = f"MedMNIST npz (1 file), split {config.split!r}: {len(images)} images"
+        spacing = None
     if len(images) == 0:
         raise ConfigError("the training data holds no images")
     if int(labels.max()) >= len(class_names):

@@ -78,6 +78,15 @@ def gather_objects(obj: Any, info: DistInfo) -> list[Any]:
     return out
 
 
+def broadcast_object(obj: Any, info: DistInfo, device: torch.device | None = None) -> Any:
+    """Rank 0's ``obj`` on every process (``device``: where NCCL stages it; ``None`` on gloo)."""
+    if not info.enabled:
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=0, device=device)
+    return holder[0]
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

@@ -8,12 +8,15 @@ networks and performs one step.
 
 Run folder layout (``train.out_dir``)::
 
-    config.yaml              the validated config of the run
-    metrics.jsonl            one line per ``train.log_every`` steps
+    config.yaml              the validated config of the run (paths only with train.record_paths)
+    metrics.jsonl            one line per ``train.log_every`` steps, each step once
     samples/step_000500.png  monitoring grids (fixed noise; one row per class)
     checkpoints/last.pt      the latest good checkpoint (``--resume`` continues from it)
     model/                   the model package (see :mod:`medisynth.package`)
     train_summary.json       steps, status, wall time, throughput
+
+A folder that already holds a run is refused unless the run is resumed or overwritten (see
+:mod:`medisynth.training.run_folder`); checkpoints and packages record no user path.
 
 >>> from medisynth.config import RunConfig
 >>> cfg = RunConfig.from_dict({"data": {"path": "breastmnist.npz"}, "train": {"steps": 100}})
@@ -61,6 +64,7 @@ from medisynth.training.distributed import (
     DistInfo,
     any_rank,
     barrier,
+    broadcast_object,
     gather_objects,
     init_distributed,
     shutdown,
@@ -68,10 +72,15 @@ from medisynth.training.distributed import (
 )
 from medisynth.training.ema import EMA
 from medisynth.training.logging import MetricsLogger, save_image_grid
+from medisynth.training.run_folder import (
+    CHECKPOINT_NAME,
+    CHECKPOINTS,
+    check_run_folder,
+    clear_run_folder,
+)
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "last.pt"
 #: the parts of a config that must match between a checkpoint and a resumed run
 RESUME_MUST_MATCH = ("seed", "data", "model")
 
@@ -214,7 +223,7 @@ class Trainer:
             raise ConfigError("give both dataset and data_info, or neither")
         self.config = config
         self.out_dir = Path(config.train.out_dir)
-        self.checkpoint_path = self.out_dir / "checkpoints" / CHECKPOINT_NAME
+        self.checkpoint_path = self.out_dir / CHECKPOINTS / CHECKPOINT_NAME
         self._dataset = dataset
         self._data_info = data_info
         self.callbacks = list(callbacks)
@@ -342,7 +351,7 @@ class Trainer:
         return {
             "format": "medisynth-checkpoint-1",
             "step": self.step,
-            "config": self.config.to_dict(),
+            "config": self.config.without_paths().to_dict(),  # no user path in a checkpoint
             "data_info": self.data_info.to_dict(),
             "family": self.family.state_dict(),
             "ema": {name: ema.state_dict() for name, ema in self.ema.items()},
@@ -373,11 +382,10 @@ class Trainer:
             log.warning("--resume: no checkpoint at %s; starting from step 0", self.checkpoint_path)
             return 0
         state = load_checkpoint(self.checkpoint_path)
-        # through the current schema, so settings added since (with defaults) compare equal
-        saved = RunConfig.from_dict(state["config"]).to_dict()
-        current = self.config.to_dict()
-        for config in (saved, current):  # the data may move; its fingerprint must not change
-            config["data"] = {k: v for k, v in config["data"].items() if k != "path"}
+        # through the current schema, so settings added since (with defaults) compare equal;
+        # without paths (a checkpoint keeps none): the data may move, its fingerprint may not
+        saved = RunConfig.from_dict(state["config"]).without_paths().to_dict()
+        current = self.config.without_paths().to_dict()
         changed = [k for k in RESUME_MUST_MATCH if saved.get(k) != current.get(k)]
         if state["data_info"]["fingerprint"] != self.data_info.fingerprint:
             changed.append("the training data (its fingerprint)")
@@ -431,29 +439,63 @@ class Trainer:
         return previous
 
     # ------------------------------------------------------------------ the loop
-    def fit(self, resume: bool = False) -> TrainResult:
-        """Train until ``train.steps`` (or the time limit, or a signal); returns what happened."""
+    def fit(self, resume: bool = False, overwrite: bool = False) -> TrainResult:
+        """Train until ``train.steps`` (or the time limit, or a signal); returns what happened.
+
+        Args:
+            resume: continue the run in ``train.out_dir`` from its checkpoint.
+            overwrite: replace the run in ``train.out_dir`` (only the files medisynth wrote
+                there go). Without either, a folder that holds a run is refused.
+        """
         dist_info = init_distributed(
             "cuda" if self.config.train.device != "cpu" and torch.cuda.is_available() else "cpu"
         )
         previous_handlers = self._install_signal_handlers()
         try:
-            return self._fit(resume, dist_info)
+            self._check_folder(resume, overwrite, dist_info)
+            return self._fit(resume, overwrite, dist_info)
         finally:
             for sig, handler in previous_handlers.items():
                 signal.signal(sig, handler)
             shutdown(dist_info)
 
-    def _fit(self, resume: bool, dist_info: DistInfo) -> TrainResult:
+    def _check_folder(self, resume: bool, overwrite: bool, dist_info: DistInfo) -> None:
+        """Check the run folder before any process reads data or writes: the main process
+        decides and every process follows its verdict, so that no process trains on while
+        another stopped."""
+        problem: str | None = None
+        error: BaseException | None = None
+        if dist_info.is_main:
+            try:
+                check_run_folder(self.out_dir, resume=resume, overwrite=overwrite)
+            except Exception as err:  # noqa: BLE001 - every process must hear of any failure
+                error, problem = err, str(err)
+        device = resolve_device(self.config.train.device, dist_info)
+        problem = broadcast_object(problem, dist_info, device if device.type == "cuda" else None)
+        if error is not None:
+            raise error
+        if problem is not None:
+            raise ConfigError(f"{problem} (found by the main process)")
+
+    def _fit(self, resume: bool, overwrite: bool, dist_info: DistInfo) -> TrainResult:
         cfg, train_cfg = self.config, self.config.train
         self._build(dist_info)
         assert self.family is not None
         start_step = self._resume(dist_info) if resume else 0
+        batches = self._batches(start_step, dist_info)  # may refuse the data: before any write
         metrics: MetricsLogger | None = None
-        if dist_info.is_main:
+        if dist_info.is_main:  # the first writes: the data and the checkpoint were accepted
+            clear_run_folder(self.out_dir, overwrite=overwrite)
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.out_dir / "config.yaml")
-            metrics = MetricsLogger(self.out_dir, tensorboard=train_cfg.tensorboard)
+            save_config(
+                cfg if train_cfg.record_paths else cfg.without_paths(),
+                self.out_dir / "config.yaml",
+            )
+            metrics = MetricsLogger(
+                self.out_dir,
+                tensorboard=train_cfg.tensorboard,
+                resume_step=start_step if resume else None,
+            )
         log.info(
             "training %s on %s (%s%s, %d process%s), steps %d..%d, batch %d",
             cfg.model.family,
@@ -466,7 +508,6 @@ class Trainer:
             train_cfg.steps,
             train_cfg.batch_size,
         )
-        batches = self._batches(start_step, dist_info)
         progress = tqdm(
             total=train_cfg.steps,
             initial=start_step,
@@ -544,9 +585,13 @@ class Trainer:
             last_losses=losses,
         )
         if dist_info.is_main:
-            atomic_write_text(
-                self.out_dir / "train_summary.json", json.dumps(result.to_dict(), indent=2)
-            )
+            summary = {  # paths relative to the run folder: no user path in the summary
+                **result.to_dict(),
+                "out_dir": ".",
+                "checkpoint": str(checkpoint.relative_to(self.out_dir)),
+                "package": str(package_path.relative_to(self.out_dir)) if package_path else None,
+            }
+            atomic_write_text(self.out_dir / "train_summary.json", json.dumps(summary, indent=2))
             if status == "interrupted":
                 log.warning(
                     "stopped at step %d by %s; checkpoint %s (continue with --resume)",
@@ -621,8 +666,8 @@ def _non_finite_parameters(family: GANFamily) -> list[str]:
     return bad
 
 
-def train(config: RunConfig, resume: bool = False) -> TrainResult:
-    """Train ``config``'s run (the API behind ``medisynth train``).
+def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> TrainResult:
+    """Train ``config``'s run (the API behind ``medisynth train``); see :meth:`Trainer.fit`.
 
     >>> from medisynth.config import RunConfig
     >>> cfg = RunConfig.from_dict({"data": {"format": "mni152_views", "image_size": 32},
@@ -632,4 +677,4 @@ def train(config: RunConfig, resume: bool = False) -> TrainResult:
     >>> train(cfg).status
     'completed'
     """
-    return Trainer(config).fit(resume=resume)
+    return Trainer(config).fit(resume=resume, overwrite=overwrite)

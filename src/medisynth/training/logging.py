@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
-from medisynth.files import atomic_write_bytes
+from medisynth.files import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +30,23 @@ log = logging.getLogger(__name__)
 class MetricsLogger:
     """Appends one JSON object per line to ``metrics.jsonl``; mirrors scalars to TensorBoard.
 
-    TensorBoard is used only when ``tensorboard=True`` and the package is installed.
+    TensorBoard is used only when ``tensorboard=True`` and the package is installed. A resumed
+    run gives ``resume_step`` (the checkpoint's step): the lines an earlier process logged after
+    that step are dropped (its training after the checkpoint is done again), so every step is
+    logged once.
     """
 
-    def __init__(self, folder: str | os.PathLike[str], tensorboard: bool = True) -> None:
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        tensorboard: bool = True,
+        resume_step: int | None = None,
+    ) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / "metrics.jsonl"
+        if resume_step is not None:
+            drop_metrics_after(self.path, resume_step)
         self._writer: Any = None
         if tensorboard:
             try:
@@ -44,7 +54,10 @@ class MetricsLogger:
             except ImportError:  # tensorboard not installed: JSONL only
                 log.debug("tensorboard is not installed; logging metrics to JSONL only")
             else:
-                self._writer = SummaryWriter(log_dir=str(self.folder / "tensorboard"))
+                purge = None if resume_step is None else resume_step + 1
+                self._writer = SummaryWriter(
+                    log_dir=str(self.folder / "tensorboard"), purge_step=purge
+                )
 
     def log(self, step: int, values: dict[str, float]) -> None:
         record = {"step": step, **{k: _plain(v) for k, v in values.items()}}
@@ -65,6 +78,37 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
+
+
+def drop_metrics_after(path: str | os.PathLike[str], step: int) -> int:
+    """Keep the lines of a ``metrics.jsonl`` up to ``step`` (and drop a line cut short by a
+    kill); the file is rewritten atomically when anything goes. Returns how many lines went.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "metrics.jsonl"
+    >>> _ = path.write_text('{"step": 1}\\n{"step": 2}\\n{"step": 3}\\n{"st')
+    >>> drop_metrics_after(path, 2), [r["step"] for r in read_metrics(path)]
+    (2, [1, 2])
+    """
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            keep = int(record["step"]) <= step
+        except (ValueError, KeyError, TypeError):
+            keep = False  # half a line: the process was killed while writing it
+        if keep:
+            kept.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        atomic_write_text(path, "".join(f"{line}\n" for line in kept))
+    return dropped
 
 
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
