@@ -31,9 +31,12 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(target.suffixes)
-    fd, name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent
-    )
+    try:
+        fd, name = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent
+        )
+    except OSError as err:  # name the file asked for, not the temporary one
+        raise OSError(err.errno, err.strerror, str(target)) from err
     os.close(fd)
     tmp = Path(name)
     try:
