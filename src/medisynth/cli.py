@@ -1,8 +1,9 @@
 """The ``medisynth`` command line: a thin typer layer over the Python API.
 
 Each sub-command parses its options, calls the API and prints the result. Errors the user can
-fix (:class:`~medisynth.errors.MedisynthError`) are printed as one message with exit status 2;
-anything unexpected is printed as an internal error (status 3) unless ``--debug`` is given.
+fix (:class:`~medisynth.errors.MedisynthError`, and the operating system refusing a path) are
+printed as one line ``error: ...`` with exit status 2; anything unexpected is printed as an
+internal error (status 3) unless ``--debug`` is given.
 """
 
 from __future__ import annotations
@@ -200,19 +201,21 @@ def card(
     """Print a model's card as Markdown (optionally recording validation metrics first)."""
     import json
 
-    from medisynth.errors import ReadError
-    from medisynth.package import CARD_JSON, attach_metrics, model_card_markdown
+    from medisynth.errors import ConfigError, ReadError
+    from medisynth.package import attach_metrics, model_card_markdown, read_card
 
-    if not (model / CARD_JSON).is_file():
-        raise ReadError(model, "not a medisynth model package (no model_card.json)")
+    card_data = read_card(model)
     if add_metrics is not None:
+        if add_metrics.exists() and not add_metrics.is_file():  # a folder, pipe or device
+            raise ReadError(add_metrics, "not a file", "give the report.json of a validate run")
         try:
             report = json.loads(add_metrics.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ReadError(add_metrics, f"not a readable validation report ({err})") from err
-        card_data = attach_metrics(model, report)
-    else:
-        card_data = json.loads((model / CARD_JSON).read_text(encoding="utf-8"))
+        try:
+            card_data = attach_metrics(model, report)
+        except ConfigError as err:  # the JSON is not a report
+            raise ReadError(add_metrics, str(err)) from err
     typer.echo(model_card_markdown(card_data))
 
 
@@ -445,8 +448,9 @@ def enhance(
 
 # --------------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit status: 0 done, 2 a usage or user error (one message, no
-    traceback), 3 an internal error, 130 interrupted."""
+    """Run the CLI and return its exit status: 0 done, 2 a usage or user error (one line
+    ``error: ...``, no traceback; also the operating system refusing a path, e.g. no permission
+    or no such folder, and running out of memory), 3 an internal error, 130 interrupted."""
     try:
         # standalone mode: usage errors print the usage line and exit with status 2
         app(args=argv, prog_name="medisynth")
@@ -455,21 +459,51 @@ def main(argv: list[str] | None = None) -> int:
     except MedisynthError as err:
         if _state["debug"]:
             raise
-        typer.echo(f"error: {err}", err=True)
+        typer.echo(f"error: {_one_line(str(err))}", err=True)
         return 2
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         return 130
-    except Exception as err:  # the last guard before a bare traceback
+    except OSError as err:
+        if _state["debug"] or err.filename is None:  # not about a path: an internal error
+            return _internal_error(err)
+        where = err.filename if err.filename2 is None else f"{err.filename} -> {err.filename2}"
+        typer.echo(
+            f"error: {where}: {err.strerror or err}; check the path, its permissions and the "
+            "free space",
+            err=True,
+        )
+        return 2
+    except MemoryError as err:
         if _state["debug"]:
             raise
         typer.echo(
-            f"internal error: {type(err).__name__}: {err}\n"
-            "This is a bug in medisynth; run again with --debug for the traceback and report it.",
+            f"error: not enough memory ({_one_line(str(err)) or 'MemoryError'}); ask for less "
+            "(fewer images, a smaller --batch-size or --size)",
             err=True,
         )
-        return 3
+        return 2
+    except Exception as err:  # the last guard before a bare traceback
+        return _internal_error(err)
     return 0
+
+
+def _internal_error(err: Exception) -> int:
+    """Print an unexpected exception as an internal error (status 3), or re-raise it with
+    ``--debug``."""
+    if _state["debug"]:
+        raise err
+    typer.echo(
+        f"internal error: {type(err).__name__}: {err}\n"
+        "This is a bug in medisynth; run again with --debug for the traceback and report it.",
+        err=True,
+    )
+    return 3
+
+
+def _one_line(message: str) -> str:
+    """A message on one line: its non-empty lines joined by '; '."""
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
 if __name__ == "__main__":

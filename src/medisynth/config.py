@@ -321,10 +321,14 @@ def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None
     8
     """
     path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such config file")
+    if not path.is_file():  # a folder, or a pipe that would block the read
+        raise ConfigError(f"{path}: not a file; give a YAML run config (see examples/*.yaml)")
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the config ({err})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -332,8 +336,21 @@ def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data)}")
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of keys, got {type(data).__name__}"
+        )
     return RunConfig.from_dict(data, overrides, source=str(path))
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error on one line: what is wrong and where (line, column)."""
+    problem = getattr(err, "problem", None)
+    mark = getattr(err, "problem_mark", None)
+    if not problem:
+        return " ".join(str(err).split())
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    context = getattr(err, "context", None)
+    return f"{context + ': ' if context else ''}{problem}{where}"
 
 
 def save_config(config: RunConfig, path: str | os.PathLike[str]) -> None:

@@ -160,6 +160,10 @@ def run_demo(
     from medisynth.training.logging import save_image_grid
 
     out = Path(out_dir)
+    if not minutes > 0 or steps < 1:
+        raise ConfigError(f"the demo needs --minutes > 0 and --steps >= 1, got {minutes}, {steps}")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} exists and is not a folder; choose another --out")
     if out.exists() and any(out.iterdir()) and not (out / "summary.json").is_file():
         raise ConfigError(f"{out} exists and is not a demo output folder; choose another --out")
     config = RunConfig.from_dict(

@@ -46,6 +46,7 @@ from medisynth.errors import ConfigError, MedisynthError
 from medisynth.export.png import PngStorage, png_storage
 from medisynth.package import ModelPackage, load_package
 from medisynth.translate import (
+    check_batch_size,
     check_modality,
     input_jobs,
     output_for,
@@ -118,6 +119,7 @@ def enhance_array(
     A 2D model on a volume works slice by slice along ``axis`` (default: the training axis)
     and upsamples the other two axes; a 3D model upsamples all three.
     """
+    check_batch_size(batch_size)
     family = _family(package)
     data = package.data
     array = np.asarray(array, dtype=np.float32)
@@ -225,6 +227,7 @@ def enhance(
     """
     from medisynth.data.io import read_image
 
+    check_batch_size(batch_size)
     package = model if isinstance(model, ModelPackage) else load_package(model)
     family = _family(package)
     src, out = Path(input_path), Path(output)

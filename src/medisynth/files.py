@@ -42,7 +42,10 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     prefix, suffix = _temp_affixes(target)
-    fd, name = tempfile.mkstemp(suffix=suffix, prefix=prefix, dir=target.parent)
+    try:
+        fd, name = tempfile.mkstemp(suffix=suffix, prefix=prefix, dir=target.parent)
+    except OSError as err:  # name the file asked for, not the temporary one
+        raise OSError(err.errno, err.strerror, str(target)) from err
     os.close(fd)
     tmp = Path(name)
     try:

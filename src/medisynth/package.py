@@ -203,11 +203,68 @@ def _scalars(value: Any, depth: int = 2) -> Any:
     return None
 
 
+def read_card(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """A package's model card (``model_card.json``), checked to hold what a card holds.
+
+    Raises:
+        ReadError: the folder has no card, or the card is not JSON, not an object, or lacks an
+            entry the package or its Markdown card needs (e.g. ``data``).
+    """
+    path = Path(folder) / CARD_JSON
+    if not path.is_file():
+        raise ReadError(
+            folder,
+            "not a medisynth model package (no model_card.json)",
+            "a trained run writes its package to <train.out_dir>/model",
+        )
+    hint = "restore the package from its training run (<train.out_dir>/model), or retrain"
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ReadError(path, f"damaged model card ({err})", hint) from err
+    if not isinstance(card, dict):
+        raise ReadError(path, "damaged model card (not a JSON object)", hint)
+    if card.get("format") != PACKAGE_FORMAT:
+        raise ReadError(folder, f"unsupported package format {card.get('format')!r}")
+    if not isinstance(card.get("data"), dict):
+        raise ReadError(path, "damaged model card (no 'data' object)", hint)
+    try:
+        model_card_markdown(card)  # every entry the card is read for is there
+    except KeyError as err:
+        raise ReadError(path, f"damaged model card (no {err} entry)", hint) from err
+    except (TypeError, ValueError, AttributeError, IndexError) as err:
+        raise ReadError(path, f"damaged model card ({type(err).__name__}: {err})", hint) from err
+    return card
+
+
+def _card_data(folder: Path, card: dict[str, Any]) -> DataInfo:
+    """The card's description of the training data, as the family builds on it."""
+    fields = {k: v for k, v in card["data"].items() if k not in ("class_balance", "description")}
+    try:
+        return DataInfo.from_dict(fields)
+    except (ConfigError, KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ReadError(
+            folder / CARD_JSON,
+            f"damaged model card: its data entry does not load ({type(err).__name__}: {err})",
+            "restore the package from its training run (<train.out_dir>/model), or retrain",
+        ) from err
+
+
 def attach_metrics(folder: str | os.PathLike[str], report: dict[str, Any]) -> dict[str, Any]:
     """Put a ``medisynth validate`` report's summary into a package's model card (rewritten
-    atomically, JSON and Markdown). Returns the updated card."""
+    atomically, JSON and Markdown). Returns the updated card.
+
+    Raises:
+        ReadError: the package's card is missing or damaged.
+        ConfigError: ``report`` is not a validation report (a JSON object with ``metrics``).
+    """
+    if not isinstance(report, dict) or not isinstance(report.get("metrics"), dict):
+        raise ConfigError(
+            "not a `medisynth validate` report (a JSON object with a 'metrics' object); give "
+            "the report.json that `medisynth validate` wrote"
+        )
     folder = Path(folder)
-    card = json.loads((folder / CARD_JSON).read_text(encoding="utf-8"))
+    card = read_card(folder)
     card["metrics"] = {
         "validated": report.get("created", ""),
         "inputs": report.get("inputs", {}),
@@ -348,12 +405,12 @@ def load_package(folder: str | os.PathLike[str], device: str = "cpu") -> ModelPa
             "a trained run writes its package to <train.out_dir>/model",
         )
     try:
-        card = json.loads((folder / CARD_JSON).read_text(encoding="utf-8"))
+        card = read_card(folder)
         config_data = yaml.safe_load((folder / CONFIG).read_text(encoding="utf-8"))
         intensity = intensity_map_from_dict(
             json.loads((folder / INTENSITY).read_text(encoding="utf-8"))
         )
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
+    except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError, ConfigError) as err:
         raise ReadError(folder, f"damaged package metadata ({err})") from err
     if card.get("format") != PACKAGE_FORMAT:
         raise ReadError(folder, f"unsupported package format {card.get('format')!r}")
@@ -367,10 +424,7 @@ def load_package(folder: str | os.PathLike[str], device: str = "cpu") -> ModelPa
             f"(the package was written by medisynth {written_by}): {err}",
             f"load it with medisynth {written_by}, or retrain",
         ) from err
-    data_fields = {
-        k: v for k, v in card["data"].items() if k not in ("class_balance", "description")
-    }
-    data = DataInfo.from_dict(data_fields)
+    data = _card_data(folder, card)
     data.intensity_map = intensity
     family = get_family(config.model.family).build(
         config.model, data, StepContext(torch.device(device)), training=False

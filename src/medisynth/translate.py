@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from numbers import Integral
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -110,6 +111,14 @@ def slice_axis(package: ModelPackage, axis: int | None) -> int:
     return axis
 
 
+def check_batch_size(batch_size: int) -> None:
+    """Refuse a batch size below 1 (slices per forward pass)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, Integral) or batch_size < 1:
+        raise ConfigError(
+            f"batch size (--batch-size) must be a whole number >= 1, got {batch_size}"
+        )
+
+
 def translate_array(
     package: ModelPackage,
     array: np.ndarray,
@@ -123,6 +132,7 @@ def translate_array(
     axis, ``data.axis`` of the model's config). ``source_scaling`` picks the input's intensity
     map (see :func:`input_map`).
     """
+    check_batch_size(batch_size)
     family = _family(package)
     data = package.data
     array = np.asarray(array, dtype=np.float32)
@@ -291,6 +301,7 @@ def translate(
     """
     from medisynth.data.io import read_image
 
+    check_batch_size(batch_size)
     package = model if isinstance(model, ModelPackage) else load_package(model)
     _family(package)
     src, out = Path(input_path), Path(output)

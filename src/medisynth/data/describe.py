@@ -128,6 +128,8 @@ def describe(path: str | Path, series_uid: str | None = None) -> Description:
     path = Path(path)
     if not path.exists():
         raise ReadError(path, "no such file or folder", "check the path")
+    if not path.is_file() and not path.is_dir():  # never open a pipe: it would wait forever
+        raise ReadError(path, "not a regular file (a pipe, socket or device)")
     if series_uid is not None:
         return describe_image(read_image(path, series_uid=series_uid))
     if path.is_dir() and (path / RECORD).is_file():

@@ -24,6 +24,7 @@ True
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -193,13 +194,26 @@ class IntensityMap:
 
 
 def intensity_map_from_dict(data: dict[str, Any]) -> IntensityMap:
-    """Rebuild a map saved with :meth:`IntensityMap.to_dict`; unknown keys are an error."""
+    """Rebuild a map saved with :meth:`IntensityMap.to_dict`; unknown keys, missing bounds and
+    values of the wrong type are a :class:`ConfigError`."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"an intensity map is a JSON object, got {type(data).__name__}")
     known = set(IntensityMap.__dataclass_fields__)
     unknown = set(data) - known
     if unknown:
         raise ConfigError(
-            f"unknown intensity-map keys {sorted(unknown)}; expected some of {sorted(known)}"
+            f"unknown intensity-map keys {sorted(unknown, key=str)}; expected some of "
+            f"{sorted(known)}"
         )
+    for key in ("low", "high"):
+        value = data.get(key)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ConfigError(f"intensity map {key!r} must be a number, got {value!r}")
+    if not isinstance(data.get("clip", True), bool):
+        raise ConfigError(f"intensity map 'clip' must be true or false, got {data['clip']!r}")
+    for key in ("kind", "modality", "description"):
+        if not isinstance(data.get(key, ""), str):
+            raise ConfigError(f"intensity map {key!r} must be a string, got {data[key]!r}")
     return IntensityMap(**data)
 
 

@@ -102,12 +102,20 @@ def _ds_text(value: float) -> str:
 
 
 def _empty_output_folder(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise ExportError(f"{folder}: exists and is not a folder; give a new or empty folder")
     if folder.exists() and any(folder.iterdir()):
         raise ExportError(
             f"{folder}: the output folder is not empty; choose a new folder (existing files are "
             "never overwritten)"
         )
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ExportError(
+            f"{folder}: cannot create the output folder ({err.strerror or err}); give a folder "
+            "you can write to"
+        ) from err
 
 
 def _base_dataset(

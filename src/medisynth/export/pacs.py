@@ -19,6 +19,7 @@ Destination(scheme='dicom', host='127.0.0.1', port=4242, called_aet='ORTHANC', p
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import time
@@ -27,6 +28,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -107,8 +109,23 @@ def parse_destination(url: str) -> Destination:
             raise PushError(
                 f"destination {url!r} needs the called AE title (1-16 characters) before '@'"
             )
+        check_ae_title(aet, "the called AE title (before '@' in the destination)")
         return Destination("dicom", parts.hostname, port, called_aet=aet)
     return Destination(scheme, parts.hostname, port, path=parts.path.rstrip("/"))
+
+
+def check_ae_title(aet: str, what: str = "the AE title") -> None:
+    """Refuse an AE title DICOM does not allow: empty or blank, over 16 characters, not ASCII,
+    control characters or a backslash."""
+    problem = ""
+    if not aet.strip():
+        problem = "is empty"
+    elif len(aet) > 16:
+        problem = f"has {len(aet)} characters (at most 16)"
+    elif not aet.isascii() or "\\" in aet or any(not c.isprintable() for c in aet):
+        problem = "may only hold printable ASCII characters, without a backslash"
+    if problem:
+        raise PushError(f"{what} {aet!r} {problem}; AE titles are 1-16 characters, e.g. MEDISYNTH")
 
 
 def dicom_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -129,6 +146,8 @@ def dicom_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
             found += sorted(p for p in path.rglob("*") if p.is_file() and is_dicom_file(p))
         elif path.is_file():
             found.append(path)
+        elif path.exists():
+            raise PushError(f"{path}: not a file or folder (a pipe, socket or device)")
         else:
             raise PushError(f"{path}: no such file or folder")
     if not found:
@@ -163,10 +182,17 @@ def push(
     """Send DICOM files (or folders of them) to a PACS.
 
     Raises:
-        PushError: the server cannot be reached, refuses the association or the request, times
+        PushError: a destination, AE title, timeout or batch size DICOM or the network cannot
+            take; the server cannot be reached, refuses the association or the request, times
             out, or does not acknowledge every instance; ``err.result`` lists what was stored.
     """
     target = parse_destination(destination)
+    if target.scheme == "dicom":
+        check_ae_title(calling_aet, "the calling AE title (--aet)")
+    if not (isinstance(timeout, Real) and math.isfinite(timeout) and timeout > 0):
+        raise PushError(f"the timeout (--timeout) must be a number of seconds > 0, got {timeout}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, Integral) or batch_size < 1:
+        raise PushError(f"batch_size must be a whole number >= 1, got {batch_size}")
     files = dicom_files(paths)
     datasets = [_read_for_sending(p, allow_real) for p in files]
     start = time.perf_counter()

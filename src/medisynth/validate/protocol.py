@@ -91,11 +91,21 @@ class ValidateOptions:
     fid_bootstrap: int = 0
 
     def check(self) -> None:
+        from medisynth.metrics.features import known_extractors
+
+        if not self.metrics:
+            raise ConfigError(f"no metrics selected; choose some of {', '.join(K.ALL_METRICS)}")
         unknown = [m for m in self.metrics if m not in K.ALL_METRICS]
         if unknown:
             raise ConfigError(
                 f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(K.ALL_METRICS)}"
             )
+        names = {name.partition(":")[0] for name in known_extractors()}
+        for spec in (self.extractor, self.radiomics_extractor):
+            if isinstance(spec, str) and spec.partition(":")[0] not in names:
+                raise ConfigError(
+                    f"unknown feature extractor {spec!r}; known: {', '.join(known_extractors())}"
+                )
         if not 0 < self.percentile < 50:
             raise ConfigError(f"percentile must be in (0, 50), got {self.percentile}")
         if self.k < 1 or self.seeds < 1 or self.epochs < 1:
@@ -684,6 +694,8 @@ def validate(
             "no synthetic set: give --synthetic SET, or --model PACKAGE to generate it from a "
             "trained model"
         )
+    if Path(output).exists() and not Path(output).is_dir():
+        raise ConfigError(f"{output}: exists and is not a folder; give a folder for the report")
     package = None if model is None else load_package(model)
     real_set = load_image_set(real, masks=real_masks)
     train_set = load_image_set(train, masks=train_masks) if train else None
