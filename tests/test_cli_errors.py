@@ -30,6 +30,7 @@ from medisynth.export.dicom import export_dicom
 from medisynth.export.nifti import write_nifti
 from medisynth.gans import get_family
 from medisynth.gans.base import DataInfo
+from medisynth.generate import generate
 from medisynth.package import save_package
 
 HAS_FIFO = hasattr(os, "mkfifo")
@@ -109,13 +110,18 @@ CASES = [
     ),
     # ---- export
     Case(
+        "export-a-real-volume",
+        ("export", "{volume}", "-o", "{out}/dicom", "--model-id", "m", "--modality", "MR"),
+        "not part of a set that medisynth generated",
+    ),
+    Case(
         "export-output-is-a-file",
-        ("export", "{volume}", "-o", "{file}", "--model-id", "m", "--modality", "MR"),
+        ("export", "{generated}", "-o", "{file}"),
         "not a folder",
     ),
     Case(
         "export-output-unwritable",
-        ("export", "{volume}", "-o", UNWRITABLE, "--model-id", "m", "--modality", "MR"),
+        ("export", "{generated}", "-o", UNWRITABLE),
         "cannot create the output folder",
         marks=(needs_proc,),
     ),
@@ -292,6 +298,8 @@ def paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (found["bad_json"] / "model_card.json").write_text("{damaged", encoding="utf-8")
     _edit_json(found["text_map"] / "intensity_map.json", lambda m: {**m, "low": "zero"})
 
+    found["generated"] = root / "generated"
+    generate(found["dcgan"], 2, found["generated"], fmt="png")
     rng = np.random.default_rng(0)
     found["volume"] = root / "t1.nii.gz"
     write_nifti(found["volume"], (rng.random((1, 16, 12, 4)) * 100).astype(np.float32))

@@ -342,17 +342,6 @@ def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None
     return RunConfig.from_dict(data, overrides, source=str(path))
 
 
-def _yaml_problem(err: yaml.YAMLError) -> str:
-    """A YAML error on one line: what is wrong and where (line, column)."""
-    problem = getattr(err, "problem", None)
-    mark = getattr(err, "problem_mark", None)
-    if not problem:
-        return " ".join(str(err).split())
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    context = getattr(err, "context", None)
-    return f"{context + ': ' if context else ''}{problem}{where}"
-
-
 def save_config(config: RunConfig, path: str | os.PathLike[str]) -> None:
     """Write ``config`` as YAML, atomically."""
     atomic_write_text(path, config.to_yaml())

@@ -101,7 +101,9 @@ def _ds_text(value: float) -> str:
     return text
 
 
-def _empty_output_folder(folder: Path) -> None:
+def check_output_folder(folder: Path) -> None:
+    """ExportError unless ``folder`` is new or an empty folder (existing files are never
+    overwritten)."""
     if folder.exists() and not folder.is_dir():
         raise ExportError(f"{folder}: exists and is not a folder; give a new or empty folder")
     if folder.exists() and any(folder.iterdir()):
@@ -280,7 +282,7 @@ def export_dicom_series(
     orientation = [*(col_step / col_spacing), *(row_step / row_spacing)]
     study_uid, series_uid, frame_uid = _new_uid(), _new_uid(), _new_uid()
     now = _dt.datetime.now()
-    _empty_output_folder(folder)
+    check_output_folder(folder)
     written = []
     for k in range(volume.shape[0]):
         ds = _base_dataset(
@@ -350,7 +352,7 @@ def export_dicom_images(
     identity = SyntheticIdentity.for_model(model_id)
     study_uid, series_uid = _new_uid(), _new_uid()
     now = _dt.datetime.now()
-    _empty_output_folder(folder)
+    check_output_folder(folder)
     written = []
     for index, (array, spacing) in enumerate(items):
         if array.ndim != 3 or array.shape[0] not in (1, 3):

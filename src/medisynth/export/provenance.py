@@ -26,7 +26,12 @@ from typing import Any
 import numpy as np
 
 from medisynth.data.image import Image
-from medisynth.export.dicom import ExportError, export_dicom_images, export_dicom_series
+from medisynth.export.dicom import (
+    ExportError,
+    check_output_folder,
+    export_dicom_images,
+    export_dicom_series,
+)
 from medisynth.files import file_sha256
 from medisynth.output_set import DIGESTS, RECORD, check_complete
 
@@ -240,11 +245,7 @@ def export_generated(
         )
     chosen = chosen or found.modality
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ExportError(
-            f"{out}: the output folder is not empty; choose a new folder (existing files are "
-            "never overwritten)"
-        )
+    check_output_folder(out)
     images, labels, names = _read_images(found)
     volumes = [image for image in images if image.ndim == 3]
     if not volumes:
