@@ -46,10 +46,11 @@ from medisynth.errors import ConfigError, MedisynthError, ReadError
 from medisynth.files import atomic_folder, atomic_path, atomic_write_text
 from medisynth.gans import get_family
 from medisynth.gans.base import DataInfo, GANFamily, StepContext
+from medisynth.package_format import format_name, format_version, migrate
 
 log = logging.getLogger(__name__)
 
-PACKAGE_FORMAT = "medisynth-model-1"
+PACKAGE_FORMAT = format_name()
 WEIGHTS = "weights.safetensors"
 CONFIG = "config.yaml"
 INTENSITY = "intensity_map.json"
@@ -224,8 +225,7 @@ def read_card(folder: str | os.PathLike[str]) -> dict[str, Any]:
         raise ReadError(path, f"damaged model card ({err})", hint) from err
     if not isinstance(card, dict):
         raise ReadError(path, "damaged model card (not a JSON object)", hint)
-    if card.get("format") != PACKAGE_FORMAT:
-        raise ReadError(folder, f"unsupported package format {card.get('format')!r}")
+    format_version(card, str(folder))
     if not isinstance(card.get("data"), dict):
         raise ReadError(path, "damaged model card (no 'data' object)", hint)
     try:
@@ -412,8 +412,9 @@ def load_package(folder: str | os.PathLike[str], device: str = "cpu") -> ModelPa
         )
     except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError, ConfigError) as err:
         raise ReadError(folder, f"damaged package metadata ({err})") from err
-    if card.get("format") != PACKAGE_FORMAT:
-        raise ReadError(folder, f"unsupported package format {card.get('format')!r}")
+    if not isinstance(config_data, dict):
+        raise ReadError(folder / CONFIG, "damaged package config (not a mapping of settings)")
+    card, config_data = migrate(card, config_data, str(folder))
     try:
         config = RunConfig.from_dict(config_data, source=str(folder / CONFIG))
     except ConfigError as err:
