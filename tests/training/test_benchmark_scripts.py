@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -17,6 +18,7 @@ def load(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -135,3 +137,41 @@ def test_brain_volumes_of_the_shared_data(shared_data: Path, tmp_path: Path) -> 
         data = np.asarray(img.dataobj)
         assert data.shape == (160, 192, 160) and img.header.get_zooms() == (1.0, 1.0, 1.0)
         assert data.min() == 0.0 and data.max() == 1.0 and 0.15 < (data > 0).mean() < 0.45
+
+
+def test_gpu_smoke_runs_every_family_on_cpu(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The GPU readiness script takes the same path on a CPU (tiny, 2 steps): every registered
+    family trains, applies its package and is reported."""
+    from medisynth.gans import FAMILIES
+
+    smoke = load("gpu_smoke")
+    out = tmp_path / "smoke.json"
+    assert smoke.main(["--device", "cpu", "--steps", "2", "--tiny", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["families"]) == set(FAMILIES)
+    for name, figures in result["families"].items():
+        assert figures["ok"], (name, figures)
+        assert figures["steps"] == 2 and figures["device"] == "cpu"
+        assert figures["train_images_per_second"] > 0 and figures["apply_images_per_second"] > 0
+    printed = capsys.readouterr().out
+    assert f"{len(FAMILIES)} passed, 0 failed" in printed
+    assert all(f"\n{name} " in printed for name in FAMILIES)
+
+
+def test_gpu_smoke_skips_without_cuda_and_fails_a_family_it_does_not_know(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    smoke = load("gpu_smoke")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert smoke.main(["--json", str(tmp_path / "s.json")]) == 0
+    assert "skipped: no CUDA" in capsys.readouterr().out
+    assert json.loads((tmp_path / "s.json").read_text()) == {"skipped": "no CUDA"}
+    monkeypatch.delitem(smoke.SPECS, "srgan")
+    assert smoke.main(["--device", "cpu", "--families", "srgan"]) == 1
+    assert "FAILED: KeyError: \"no smoke settings for the registered family 'srgan'" in (
+        capsys.readouterr().out
+    )

@@ -168,6 +168,42 @@ def test_frd_extractor_from_the_cli(data: Path) -> None:
     assert report[K.SQUARED_DISTANCE] == pytest.approx(expected, rel=1e-6)
 
 
+def test_frd_without_pyradiomics_says_how_to_install_it(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """pyradiomics is not a dependency (its sdist needs --no-build-isolation): without it the
+    default FRD falls back to radiomics-lite with a logged note; an explicit choice stops."""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "radiomics" else find_spec(name, *args),
+    )
+    np.save(tmp_path / "real.npy", _distribution(12)[:, None])
+    np.save(tmp_path / "syn.npy", _distribution(12)[:, None])
+    sets = [f"{tmp_path}/real.npy", f"{tmp_path}/syn.npy"]
+    options = ValidateOptions(**{**FAST, "metrics": ("frd",)})  # type: ignore[arg-type]
+    with caplog.at_level("WARNING", logger="medisynth.validate.protocol"):
+        report = validate(*sets, tmp_path / "out", options)
+    assert report[K.METRICS][K.FRD][K.EXTRACTOR] == "radiomics-lite"
+    install = "pip install --no-build-isolation pyradiomics==3.0.1"
+    assert any(install in w for w in report[K.WARNINGS])
+    logged = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("radiomics-lite" in m and install in m for m in logged)
+
+    args = ["--metrics", "frd", "--frd-extractor", "radiomics:filtered", "-o", str(tmp_path / "x")]
+    status = main(["validate", "--real", sets[0], "--synthetic", sets[1], *args])
+    assert status == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: pyradiomics is not installed")
+    assert install in err[0]
+
+
 def test_paired_metrics_need_equal_counts(data: Path) -> None:
     with pytest.raises(ConfigError, match="paired"):
         validate(f"{data}/real.npz:test", f"{data}/good.npz", data / "out",

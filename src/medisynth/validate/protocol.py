@@ -392,6 +392,7 @@ def run_validation(
                 if name != "radiomics":
                     raise
                 warnings.append(f"FRD uses radiomics-lite, not pyradiomics ({err})")
+                log.warning("%s", warnings[-1])
                 name, radiomics = "radiomics-lite", get_extractor("radiomics-lite")
             f_real, f_syn = (
                 extract_features(
