@@ -478,24 +478,42 @@ class Trainer:
             raise ConfigError(f"{problem} (found by the main process)")
 
     def _fit(self, resume: bool, overwrite: bool, dist_info: DistInfo) -> TrainResult:
-        cfg, train_cfg = self.config, self.config.train
         self._build(dist_info)
         assert self.family is not None
         start_step = self._resume(dist_info) if resume else 0
         batches = self._batches(start_step, dist_info)  # may refuse the data: before any write
-        metrics: MetricsLogger | None = None
-        if dist_info.is_main:  # the first writes: the data and the checkpoint were accepted
-            clear_run_folder(self.out_dir, overwrite=overwrite)
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            save_config(
-                cfg if train_cfg.record_paths else cfg.without_paths(),
-                self.out_dir / "config.yaml",
-            )
-            metrics = MetricsLogger(
-                self.out_dir,
-                tensorboard=train_cfg.tensorboard,
-                resume_step=start_step if resume else None,
-            )
+        metrics = self._start_run_folder(resume, overwrite, start_step, dist_info)
+        self._log_start(start_step, dist_info)
+        started = time.perf_counter()
+        try:
+            status, losses = self._loop(batches, start_step, started, metrics, dist_info)
+        finally:
+            if metrics is not None:
+                metrics.close()
+        return self._finish(status, losses, start_step, time.perf_counter() - started, dist_info)
+
+    def _start_run_folder(
+        self, resume: bool, overwrite: bool, start_step: int, dist_info: DistInfo
+    ) -> MetricsLogger | None:
+        """The run's first writes (main process only, once the data and the checkpoint were
+        accepted): clear an overwritten run, save the config, open the metrics log."""
+        if not dist_info.is_main:
+            return None
+        train_cfg = self.config.train
+        clear_run_folder(self.out_dir, overwrite=overwrite)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(
+            self.config if train_cfg.record_paths else self.config.without_paths(),
+            self.out_dir / "config.yaml",
+        )
+        return MetricsLogger(
+            self.out_dir,
+            tensorboard=train_cfg.tensorboard,
+            resume_step=start_step if resume else None,
+        )
+
+    def _log_start(self, start_step: int, dist_info: DistInfo) -> None:
+        cfg, train_cfg = self.config, self.config.train
         log.info(
             "training %s on %s (%s%s, %d process%s), steps %d..%d, batch %d",
             cfg.model.family,
@@ -508,24 +526,33 @@ class Trainer:
             train_cfg.steps,
             train_cfg.batch_size,
         )
+
+    def _loop(
+        self,
+        batches: Iterator[dict[str, torch.Tensor]],
+        start_step: int,
+        started: float,
+        metrics: MetricsLogger | None,
+        dist_info: DistInfo,
+    ) -> tuple[str, dict[str, float]]:
+        """Train until the step count, the time limit or a signal; the status and last losses."""
+        train_cfg = self.config.train
         progress = tqdm(
             total=train_cfg.steps,
             initial=start_step,
             disable=not (train_cfg.progress and dist_info.is_main),
-            desc=f"training {cfg.model.family}",
+            desc=f"training {self.config.model.family}",
             unit="step",
             dynamic_ncols=True,
             mininterval=1.0,
         )
-        started = time.perf_counter()
         status = "completed"
         losses: dict[str, float] = {}
         window_start, window_steps = time.perf_counter(), 0
         images_per_step = train_cfg.batch_size * dist_info.world_size
         try:
             while self.step < train_cfg.steps:
-                batch = next(batches)
-                losses = self.train_one_step(batch)
+                losses = self.train_one_step(next(batches))
                 window_steps += 1
                 problem = _divergence(losses, train_cfg.divergence_threshold)
                 if any_rank(problem is not None, dist_info, self._flag_device):
@@ -561,10 +588,18 @@ class Trainer:
                     break
         finally:
             progress.close()
-            if metrics is not None:
-                metrics.close()
-        wall = time.perf_counter() - started
-        done_steps = self.step - start_step
+        return status, losses
+
+    def _finish(
+        self,
+        status: str,
+        losses: dict[str, float],
+        start_step: int,
+        wall: float,
+        dist_info: DistInfo,
+    ) -> TrainResult:
+        """Checkpoint, package (unless interrupted) and summary; the result of the run."""
+        images = (self.step - start_step) * self.config.train.batch_size * dist_info.world_size
         checkpoint = self.save_checkpoint(dist_info)
         package_path: Path | None = None
         if dist_info.is_main and status != "interrupted":
@@ -575,7 +610,7 @@ class Trainer:
             steps=self.step,
             start_step=start_step,
             wall_seconds=round(wall, 3),
-            images_per_second=round(done_steps * images_per_step / max(wall, 1e-9), 2),
+            images_per_second=round(images / max(wall, 1e-9), 2),
             out_dir=str(self.out_dir),
             checkpoint=str(checkpoint),
             package=str(package_path) if package_path else None,
