@@ -162,7 +162,7 @@ def test_mr_inputs_are_normalised_by_their_own_percentiles(tmp_path: Path, volum
 def test_a_source_prior_model_starts_at_histogram_matching_and_trains(tmp_path: Path) -> None:
     """data.source_prior: the prior is computed per volume at training and at translation time;
     an untrained generator returns it, so its translation is the matched (inverted) source."""
-    from medisynth.training.pairs import load_pair_data
+    from medisynth.data.pairs import load_pair_data
 
     rng = np.random.default_rng(3)
     brain = np.zeros((16, 16, 6), bool)

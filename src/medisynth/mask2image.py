@@ -143,7 +143,7 @@ def transform_masks(
 
 def read_label_maps(path: str | os.PathLike[str]) -> tuple[list[np.ndarray], list[str]]:
     """Label maps (each ``(*S)`` int64) and their names from a mask file or folder."""
-    from medisynth.training.masks import mask_plane, read_files
+    from medisynth.data.image_mask import mask_plane, read_files
 
     images = read_files(Path(path))
     maps = [as_labels(mask_plane(image), str(image.path)) for image in images]

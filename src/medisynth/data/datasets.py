@@ -6,9 +6,14 @@
   slices, ``{"image", "label"}`` (label = index of the source volume).
 * :class:`PairedDataset`: co-registered pairs (two contrasts, low/high resolution),
   ``{"source", "target"}``, whole images or slices.
+* :class:`UnpairedDataset`: two domains drawn independently (CycleGAN), ``{"source", "target"}``.
 * :class:`ImageMaskDataset`: images with segmentation masks, ``{"image", "mask"}``.
+* :class:`ImageMaskPairs`: mask -> image training pairs, ``{"source": one-hot label map,
+  "target": image}``, whole or as random patches.
 * :class:`VolumeDataset`: 3D volumes resampled to one grid (MONAI transforms),
   ``{"image", "label"}``.
+
+The loaders of :mod:`medisynth.data.formats` build the training datasets from these.
 """
 
 from __future__ import annotations
@@ -24,9 +29,12 @@ from medisynth.data.histogram import HistogramPrior, PriorKind
 from medisynth.data.image import Image, LabeledArrays
 from medisynth.data.intensity import IntensityMap, fit_intensity_map, foreground_mask
 from medisynth.data.io import ImageFolder
+from medisynth.data.masks import check_mask_grid, one_hot
 from medisynth.errors import ConfigError
 
 Item = dict[str, torch.Tensor]
+#: how many patches make one pass over the data (an "epoch") per image when cropping
+PATCHES_PER_IMAGE = 16
 
 
 class LabeledImageDataset(Dataset[dict[str, torch.Tensor]]):
@@ -157,6 +165,22 @@ def slice_indices(
     return [int(i) for i in np.flatnonzero(fractions >= min_foreground)]
 
 
+def volume_slices(
+    volume: Image, axis: int, min_foreground: float = 0.0
+) -> tuple[list[int], np.ndarray]:
+    """The slices along spatial ``axis`` that :func:`slice_indices` keeps: their indices and the
+    slices themselves, ``(N, C, H, W)`` (contiguous).
+
+    >>> vol = Image(np.zeros((1, 3, 4, 5), np.float32), spacing=(1, 1, 1))
+    >>> kept, planes = volume_slices(vol, axis=0)
+    >>> kept, planes.shape
+    ([0, 1, 2], (3, 1, 4, 5))
+    """
+    kept = slice_indices(volume, axis, min_foreground)
+    moved = np.moveaxis(volume.array, axis + 1, 1)
+    return kept, np.ascontiguousarray(np.moveaxis(moved[:, kept], 1, 0))
+
+
 class SliceDataset(Dataset[Item]):
     """2D slices of 3D volumes along one spatial axis.
 
@@ -186,9 +210,9 @@ class SliceDataset(Dataset[Item]):
         labels: list[int] = []
         self.origin: list[tuple[int, int]] = []
         for v_index, volume in enumerate(volumes):
-            moved = np.moveaxis(volume.array, axis + 1, 1)
-            for s_index in slice_indices(volume, axis, min_foreground):
-                planes.append(_fit_plane(moved[:, s_index], size))
+            kept, slices = volume_slices(volume, axis, min_foreground)
+            for s_index, plane in zip(kept, slices, strict=True):
+                planes.append(_fit_plane(plane, size))
                 labels.append(v_index)
                 self.origin.append((v_index, s_index))
         if not planes:
@@ -294,6 +318,28 @@ class PairedDataset(Dataset[Item]):
         return item
 
 
+class UnpairedDataset(Dataset[Item]):
+    """Sources and targets drawn independently: item ``i`` is source ``i`` (modulo their count)
+    with a target drawn from the global torch RNG (seeded by the engine).
+
+    >>> data = UnpairedDataset(torch.zeros(3, 1, 4, 4), torch.ones(2, 1, 4, 4))
+    >>> len(data), data[0]["target"].mean().item()
+    (3, 1.0)
+    """
+
+    def __init__(self, sources: torch.Tensor, targets: torch.Tensor) -> None:
+        if not len(sources) or not len(targets):
+            raise ConfigError("unpaired data need at least one source and one target image")
+        self.sources, self.targets = sources, targets
+
+    def __len__(self) -> int:
+        return max(len(self.sources), len(self.targets))
+
+    def __getitem__(self, index: int) -> Item:
+        j = int(torch.randint(len(self.targets), (1,)))
+        return {"source": self.sources[index % len(self.sources)], "target": self.targets[j]}
+
+
 class ImageMaskDataset(Dataset[Item]):
     """Images with their segmentation masks (label maps of the same grid).
 
@@ -312,11 +358,7 @@ class ImageMaskDataset(Dataset[Item]):
                 f"ImageMaskDataset needs one mask per image, got {len(images)} and {len(masks)}"
             )
         for img, mask in zip(images, masks, strict=True):
-            if img.spatial_shape != mask.spatial_shape:
-                raise ConfigError(
-                    f"mask {mask.path} {mask.spatial_shape} does not match image "
-                    f"{img.path} {img.spatial_shape}"
-                )
+            check_mask_grid(img, mask)
             if mask.channels != 1:
                 raise ConfigError(f"mask {mask.path} has {mask.channels} channels; need 1")
         self.intensity_map = _fit_for(images, intensity_map)
@@ -335,6 +377,49 @@ class ImageMaskDataset(Dataset[Item]):
 
     def __getitem__(self, index: int) -> Item:
         return {"image": self.images[index], "mask": self.masks[index]}
+
+
+class ImageMaskPairs(Dataset[Item]):
+    """Images ``(N, C, *S)`` in [-1, 1] with label maps ``(N, *S)``; items one-hot encode the
+    map as ``source`` and give the image as ``target``. With ``patch_size`` each item is a random
+    crop (global torch RNG, seeded by the engine) and the dataset counts
+    ``PATCHES_PER_IMAGE`` items per image.
+
+    >>> labels = torch.zeros(1, 8, 8, dtype=torch.long)
+    >>> pairs = ImageMaskPairs(torch.zeros(1, 1, 8, 8), labels, num_labels=2, patch_size=4)
+    >>> len(pairs), pairs[0]["source"].shape
+    (16, torch.Size([2, 4, 4]))
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        num_labels: int,
+        patch_size: int | None = None,
+    ) -> None:
+        if images.shape[0] != labels.shape[0] or images.shape[2:] != labels.shape[1:]:
+            raise ConfigError(
+                f"images {tuple(images.shape)} and label maps {tuple(labels.shape)} do not match"
+            )
+        if patch_size is not None and any(s < patch_size for s in labels.shape[1:]):
+            raise ConfigError(
+                f"data.patch_size {patch_size} is larger than the images {tuple(labels.shape[1:])}"
+            )
+        self.images, self.labels = images, labels
+        self.num_labels, self.patch_size = num_labels, patch_size
+
+    def __len__(self) -> int:
+        return len(self.images) * (PATCHES_PER_IMAGE if self.patch_size else 1)
+
+    def __getitem__(self, index: int) -> Item:
+        index %= len(self.images)
+        image, labels = self.images[index], self.labels[index]
+        if self.patch_size:
+            corner = [int(torch.randint(s - self.patch_size + 1, (1,))) for s in labels.shape]
+            window = tuple(slice(c, c + self.patch_size) for c in corner)
+            image, labels = image[(slice(None), *window)], labels[window]
+        return {"source": one_hot(labels[None], self.num_labels)[0], "target": image}
 
 
 class VolumeDataset(Dataset[Item]):

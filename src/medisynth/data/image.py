@@ -148,3 +148,18 @@ def combine_fingerprints(parts: Iterable[tuple[str, str]]) -> str:
     for name, value in sorted(parts):
         digest.update(f"{name}\0{value}\n".encode())
     return digest.hexdigest()
+
+
+def images_fingerprint(**sides: Iterable[Image]) -> str:
+    """One fingerprint for named lists of images (e.g. ``source=``, ``target=``): the
+    :func:`combine_fingerprints` of ``("<side><index>", image fingerprint)``.
+
+    >>> a = Image(np.zeros((1, 2, 2), np.float32), (1, 1), fingerprint="a")
+    >>> images_fingerprint(image=[a], mask=[a]) == images_fingerprint(mask=[a], image=[a])
+    True
+    """
+    return combine_fingerprints(
+        (f"{side}{index}", image.fingerprint)
+        for side, images in sides.items()
+        for index, image in enumerate(images)
+    )

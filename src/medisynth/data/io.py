@@ -558,6 +558,35 @@ def files_with_suffixes(folder: Path, suffixes: Sequence[str]) -> list[Path]:
     )
 
 
+def read_images(
+    path: Path,
+    suffixes: Sequence[str],
+    modality: str | None = None,
+    series_folder: bool = False,
+) -> list[Image]:
+    """The images at ``path``: one file, or a folder's files with ``suffixes`` sorted by name.
+
+    A folder holding none of them is read as one DICOM series when ``series_folder``, else it
+    is an error.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for name in ("b.npy", "a.npy"):
+    ...     np.save(folder / name, np.zeros((1, 4, 4), np.float32))
+    >>> [Path(image.path).name for image in read_images(folder, (".npy",))]
+    ['a.npy', 'b.npy']
+    """
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file or folder")
+    if path.is_dir():
+        files = files_with_suffixes(path, suffixes)
+        if files:
+            return [read_image(p, modality=modality) for p in files]
+        if not series_folder:
+            raise ConfigError(f"{path}: no image files")
+    return [read_image(path, modality=modality)]
+
+
 def _is_image_file(path: Path) -> bool:
     return (
         path.is_file()

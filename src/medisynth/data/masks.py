@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from medisynth.data.image import Image
 from medisynth.errors import ConfigError
 
 
@@ -42,3 +43,30 @@ def one_hot(labels: np.ndarray | torch.Tensor, num_labels: int) -> torch.Tensor:
         )
     encoded = torch.nn.functional.one_hot(tensor, num_labels).movedim(-1, 1)
     return encoded.float() * 2.0 - 1.0
+
+
+def mask_plane(mask: Image) -> np.ndarray:
+    """The one channel of a mask image (a grey mask saved as RGB, e.g. a palette GIF, has three
+    equal channels); a ConfigError for a colour image.
+
+    >>> grey = Image(np.repeat(np.eye(2, dtype=np.float32)[None], 3, axis=0), (1, 1))
+    >>> mask_plane(grey).tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
+    array = mask.array
+    if array.shape[0] > 1 and all(np.array_equal(array[0], a) for a in array[1:]):
+        array = array[:1]
+    if array.shape[0] != 1:
+        raise ConfigError(
+            f"mask {mask.path} has {array.shape[0]} different channels; a label map has one"
+        )
+    return array[0]
+
+
+def check_mask_grid(image: Image, mask: Image) -> None:
+    """A ConfigError unless ``mask`` lies on ``image``'s grid (same spatial shape)."""
+    if image.spatial_shape != mask.spatial_shape:
+        raise ConfigError(
+            f"mask {mask.path} {mask.spatial_shape} does not match image {image.path} "
+            f"{image.spatial_shape}: label maps must be on the images' grid"
+        )

@@ -2,8 +2,9 @@
 
 A family is a class with
 
-* ``config_class``: its pydantic settings (a :class:`~medisynth.config.FamilyConfig`);
-* ``build(config, data, context)``: make networks (``self.nets``) and optimisers;
+* ``config_class``: its pydantic settings (a :class:`~medisynth.settings.FamilyConfig`);
+* ``build(config, data, context)``: make networks (``self.nets``) and optimisers; ``data`` is
+  the :class:`~medisynth.data.info.DataInfo` of the training data;
 * ``train_step(batch) -> dict[str, float]``: one optimisation step, already back-propagated and
   stepped; ``batch`` is a dict of tensors already on the device;
 * ``sample(n, labels=None)``: images in [-1, 1], from the averaged (EMA) networks when present;
@@ -21,78 +22,15 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from medisynth.config import FamilyConfig
-from medisynth.data.histogram import HistogramPrior
-from medisynth.data.intensity import IntensityMap
+from medisynth.data.info import DataInfo
+from medisynth.settings import FamilyConfig
 
-
-@dataclass
-class DataInfo:
-    """What a family and a model package need to know about the training data.
-
-    >>> info = DataInfo(channels=1, spatial_shape=(28, 28), class_names=["a", "b"])
-    >>> info.num_classes, info.spatial_dims
-    (2, 2)
-    """
-
-    channels: int
-    spatial_shape: tuple[int, ...]
-    class_names: list[str] = field(default_factory=lambda: ["0"])
-    class_counts: dict[int, int] = field(default_factory=dict)
-    intensity_map: IntensityMap = field(default_factory=lambda: IntensityMap(-1.0, 1.0))
-    source_dtype: str = "float32"
-    modality: str = ""
-    spacing: tuple[float, ...] | None = None
-    fingerprint: str = ""
-    source: str = ""
-    #: image-to-image models: the input domain's intensity map and channels (``intensity_map``
-    #: and ``channels`` then describe the output, i.e. target, domain)
-    source_intensity_map: IntensityMap | None = None
-    source_channels: int | None = None
-    #: mask -> image models: the number of labels (the source is their one-hot encoding)
-    mask_labels: int | None = None
-    #: paired models with ``data.source_prior``: the histogram prior appended to the source
-    source_prior: HistogramPrior | None = None
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def spatial_dims(self) -> int:
-        return len(self.spatial_shape)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["intensity_map"] = self.intensity_map.to_dict()
-        if self.source_intensity_map is not None:
-            out["source_intensity_map"] = self.source_intensity_map.to_dict()
-        if self.source_prior is not None:
-            out["source_prior"] = self.source_prior.to_dict()
-        out["class_counts"] = {str(k): v for k, v in self.class_counts.items()}
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DataInfo:
-        from medisynth.data.intensity import intensity_map_from_dict
-
-        data = dict(data)
-        data["intensity_map"] = intensity_map_from_dict(data["intensity_map"])
-        if data.get("source_intensity_map") is not None:
-            data["source_intensity_map"] = intensity_map_from_dict(data["source_intensity_map"])
-        if data.get("source_prior") is not None:
-            data["source_prior"] = HistogramPrior.from_dict(data["source_prior"])
-        data["class_counts"] = {int(k): int(v) for k, v in data.get("class_counts", {}).items()}
-        data["spatial_shape"] = tuple(data["spatial_shape"])
-        if data.get("spacing") is not None:
-            data["spacing"] = tuple(data["spacing"])
-        return cls(**data)
+__all__ = ["DataInfo", "GANFamily", "StepContext", "frozen", "unwrap"]
 
 
 class StepContext:

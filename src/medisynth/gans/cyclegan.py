@@ -29,7 +29,6 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
-from medisynth.config import FamilyConfig
 from medisynth.errors import ConfigError
 from medisynth.gans.base import frozen, unwrap
 from medisynth.gans.pix2pix import ImageToImageFamily
@@ -37,6 +36,7 @@ from medisynth.losses import discriminator_loss, generator_loss
 from medisynth.nets.patchgan import PatchDiscriminator
 from medisynth.nets.resnet_generator import ResnetGenerator
 from medisynth.nets.unet import check_divisible
+from medisynth.settings import FamilyConfig
 
 
 class ImagePool:

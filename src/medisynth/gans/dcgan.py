@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from medisynth.config import FamilyConfig
 from medisynth.errors import ConfigError
 from medisynth.gans.augment import diff_augment
 from medisynth.gans.base import GANFamily, frozen, unwrap
@@ -41,6 +40,7 @@ from medisynth.losses import (
     r1_penalty,
 )
 from medisynth.nets.dcgan import DCGANDiscriminator, DCGANGenerator, PerClassNetworks
+from medisynth.settings import FamilyConfig
 
 Augmentation = Literal["flip", "color", "translation", "cutout"]
 DEFAULT_AUGMENTATION: tuple[Augmentation, ...] = ("translation", "cutout")

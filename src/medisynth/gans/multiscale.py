@@ -37,7 +37,6 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from medisynth.config import FamilyConfig
 from medisynth.errors import ConfigError
 from medisynth.gans.augment import diff_augment
 from medisynth.gans.base import GANFamily, frozen, unwrap
@@ -52,6 +51,7 @@ from medisynth.nets.multiscale import (
     noise_map,
     upsample2,
 )
+from medisynth.settings import FamilyConfig
 
 #: DiffAugment policy of level 0's discriminator by default
 LEVEL0_AUGMENTATION: tuple[Augmentation, ...] = ("translation",)

@@ -29,7 +29,6 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from medisynth.config import FamilyConfig
 from medisynth.errors import ConfigError
 from medisynth.gans.augment import augment_pair
 from medisynth.gans.base import GANFamily, frozen, unwrap
@@ -42,6 +41,7 @@ from medisynth.losses import (
 )
 from medisynth.nets.patchgan import PatchDiscriminator
 from medisynth.nets.unet import UNet, Upsampling, check_divisible
+from medisynth.settings import FamilyConfig
 
 GRID_IMAGES = 8  # pairs kept from the first batch for monitoring grids
 

@@ -34,13 +34,13 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
-from medisynth.config import FamilyConfig
 from medisynth.errors import ConfigError
 from medisynth.gans.base import frozen, unwrap
 from medisynth.gans.pix2pix import GRID_IMAGES, ImageToImageFamily
 from medisynth.losses import discriminator_loss, feature_matching_loss, generator_loss
 from medisynth.nets.patchgan import PatchDiscriminator
 from medisynth.nets.srresnet import SRResNet, downsample, upsample
+from medisynth.settings import FamilyConfig
 
 
 class SRGANConfig(FamilyConfig):

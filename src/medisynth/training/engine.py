@@ -43,10 +43,12 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from medisynth.config import RunConfig, TrainConfig, save_config
+from medisynth.data.formats import load_training_data
+from medisynth.data.info import DataInfo
 from medisynth.errors import ConfigError, MedisynthError
 from medisynth.files import atomic_write_text
 from medisynth.gans import get_family
-from medisynth.gans.base import DataInfo, GANFamily, StepContext, unwrap
+from medisynth.gans.base import GANFamily, StepContext, unwrap
 from medisynth.precision import cpu_has_native_bf16
 from medisynth.training.checkpoint import (
     capture_rng_state,
@@ -55,11 +57,7 @@ from medisynth.training.checkpoint import (
     save_checkpoint,
     seed_everything,
 )
-from medisynth.training.data import (
-    EpochBatchSampler,
-    class_balanced_weights,
-    load_training_data,
-)
+from medisynth.training.data import EpochBatchSampler, class_balanced_weights
 from medisynth.training.distributed import (
     DistInfo,
     any_rank,

@@ -1,4 +1,5 @@
-"""Training data for image-to-image families: ``data.format: paired`` and ``unpaired``.
+"""Training data for image-to-image families: the loader of ``data.format: paired`` and
+``unpaired`` (registered in :mod:`medisynth.data.formats`).
 
 ``path`` (source domain) and ``target_path`` (target domain) are each one image, one volume
 (NIfTI, MGH, a DICOM series folder) or a folder of such files. Paired data pair the files by
@@ -7,11 +8,11 @@ sorted name and must be co-registered (same grid); volumes are cut into paired s
 Unpaired data draw a random target for every source, so the two sides may differ in number.
 
 Items are ``{"source", "target"}`` in [-1, 1], each side scaled by its own intensity map. The
-returned :class:`~medisynth.gans.base.DataInfo` describes the target (``intensity_map``,
+returned :class:`~medisynth.data.info.DataInfo` describes the target (``intensity_map``,
 ``channels``) and the source (``source_intensity_map``, ``source_channels``).
 
 >>> import numpy as np, tempfile, pathlib
->>> from medisynth.config import DataConfig
+>>> from medisynth.settings import DataConfig
 >>> from medisynth.export.nifti import write_nifti
 >>> folder = pathlib.Path(tempfile.mkdtemp())
 >>> vol = np.random.default_rng(0).random((1, 16, 16, 6)).astype(np.float32) + 1
@@ -33,13 +34,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from medisynth.config import DataConfig
-from medisynth.data.datasets import PairedDataset, slice_indices
+from medisynth.data.datasets import PairedDataset, UnpairedDataset, volume_slices
 from medisynth.data.histogram import HistogramPrior
-from medisynth.data.image import Image, combine_fingerprints
+from medisynth.data.image import Image, images_fingerprint
+from medisynth.data.info import DataInfo
 from medisynth.data.intensity import IntensityMap, fit_intensity_map
+from medisynth.data.io import read_images
+from medisynth.data.resize import resize_images
 from medisynth.errors import ConfigError
-from medisynth.gans.base import DataInfo
+from medisynth.settings import DataConfig
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +52,7 @@ _SUFFIXES = (".nii", ".nii.gz", ".mgh", ".mgz", ".png", ".tif", ".tiff", ".jpg",
 def read_side(path: Path, modality: str | None = None) -> list[Image]:
     """The images at ``path``: a file, a DICOM series folder, or a folder of image files
     (sorted by name)."""
-    from medisynth.data.io import files_with_suffixes, read_image
-
-    if not path.exists():
-        raise ConfigError(f"{path}: no such file or folder")
-    if path.is_dir():
-        files = files_with_suffixes(path, _SUFFIXES)
-        if files:
-            return [read_image(p, modality=modality) for p in files]
-    return [read_image(path, modality=modality)]
+    return read_images(path, _SUFFIXES, modality, series_folder=True)
 
 
 def _slices(images: list[Image], axis: int | None, min_foreground: float) -> np.ndarray:
@@ -68,8 +63,7 @@ def _slices(images: list[Image], axis: int | None, min_foreground: float) -> np.
         if image.ndim == 2 or axis is None:
             planes.append(image.array)
             continue
-        moved = np.moveaxis(image.array, axis + 1, 1)
-        planes.extend(moved[:, i] for i in slice_indices(image, axis, min_foreground))
+        planes.extend(volume_slices(image, axis, min_foreground)[1])
     if not planes:
         raise ConfigError(
             f"no slice has {min_foreground:.0%} foreground; lower data.min_foreground"
@@ -82,26 +76,7 @@ def _slices(images: list[Image], axis: int | None, min_foreground: float) -> np.
 def _resize(tensor: torch.Tensor, size: int | None) -> torch.Tensor:
     if not size:
         return tensor
-    from medisynth.training.data import resize_images
-
     return torch.from_numpy(resize_images(tensor.numpy(), size)).clamp(-1.0, 1.0)
-
-
-class UnpairedDataset(Dataset[dict[str, torch.Tensor]]):
-    """Sources and targets drawn independently: item ``i`` is source ``i`` (modulo their count)
-    with a target drawn from the global torch RNG (seeded by the engine)."""
-
-    def __init__(self, sources: torch.Tensor, targets: torch.Tensor) -> None:
-        if not len(sources) or not len(targets):
-            raise ConfigError("unpaired data need at least one source and one target image")
-        self.sources, self.targets = sources, targets
-
-    def __len__(self) -> int:
-        return max(len(self.sources), len(self.targets))
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        j = int(torch.randint(len(self.targets), (1,)))
-        return {"source": self.sources[index % len(self.sources)], "target": self.targets[j]}
 
 
 def load_pair_data(config: DataConfig) -> tuple[Dataset[dict[str, torch.Tensor]], DataInfo]:
@@ -180,10 +155,7 @@ def load_pair_data(config: DataConfig) -> tuple[Dataset[dict[str, torch.Tensor]]
         source_dtype=first.source_dtype,
         modality=first.modality,
         spacing=spacing,
-        fingerprint=combine_fingerprints(
-            [(f"source{i}", img.fingerprint) for i, img in enumerate(sources)]
-            + [(f"target{i}", img.fingerprint) for i, img in enumerate(targets)]
-        ),
+        fingerprint=images_fingerprint(source=sources, target=targets),
         source=(
             f"{config.format} data: {len(src_t)} source and {len(tgt_t)} target {what}"
             f"{len(sources)} + {len(targets)} {'volume' if dims == {3} else 'image'} file(s)"

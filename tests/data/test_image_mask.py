@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from medisynth.config import DataConfig
+from medisynth.data.datasets import ImageMaskPairs
+from medisynth.data.formats import load_training_data
 from medisynth.errors import ConfigError
-from medisynth.training.data import load_training_data
-from medisynth.training.masks import ImageMaskPairs
+from medisynth.settings import DataConfig
 
 
 def write_pairs(folder: Path, n: int = 3, size: tuple[int, int] = (20, 24)) -> None:

@@ -1,16 +1,56 @@
-"""Training data from image folders and from slices of a volume."""
+"""The registry of data formats, and training data from image folders and slices of a volume."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image as PILImage
+from pydantic import ValidationError
 
-from medisynth.config import DataConfig
+from medisynth.data.formats import DATA_FORMATS, data_format_names, load_training_data
+from medisynth.data.info import DataInfo
 from medisynth.errors import ConfigError
-from medisynth.training.data import load_training_data
+from medisynth.settings import DataConfig
+
+
+def test_every_format_the_config_accepts_has_a_loader_and_no_other() -> None:
+    """The registry and ``DataConfig.format`` name the same formats: a new format needs both."""
+    accepted = set(get_args(DataConfig.model_fields["format"].annotation))
+    assert accepted == set(DATA_FORMATS) == set(data_format_names())
+    for name in data_format_names():
+        assert DataConfig(format=name).format == name
+        assert callable(DATA_FORMATS[name])
+    with pytest.raises(ValidationError, match="format"):
+        DataConfig(format="volumes")
+
+
+def test_load_training_data_dispatches_through_the_registry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[str] = []
+
+    def fake(config: DataConfig) -> tuple[list[dict[str, torch.Tensor]], DataInfo]:
+        seen.append(config.format)
+        return [], DataInfo(channels=1, spatial_shape=(4, 4))
+
+    monkeypatch.setitem(DATA_FORMATS, "slices", fake)
+    _, info = load_training_data(DataConfig(format="slices", path="never-read.nii.gz"))
+    assert seen == ["slices"] and info.spatial_shape == (4, 4)
+    monkeypatch.delitem(DATA_FORMATS, "slices")
+    with pytest.raises(ConfigError, match="unknown data.format 'slices'; known formats: folder"):
+        load_training_data(DataConfig(format="slices", path="never-read.nii.gz"))
+
+
+def test_the_engine_module_keeps_the_old_names() -> None:
+    from medisynth.data.resize import resize_images
+    from medisynth.training import data as training_data
+
+    assert training_data.load_training_data is load_training_data
+    assert training_data.resize_images is resize_images
 
 
 def test_folder_with_class_subfolders_keeps_16_bit_and_labels(tmp_path: Path) -> None:
