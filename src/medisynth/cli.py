@@ -15,6 +15,7 @@ from pathlib import Path
 import typer
 
 from medisynth.errors import MedisynthError
+from medisynth.validate.registry import DEFAULT_METRICS, METRICS
 
 app = typer.Typer(
     name="medisynth",
@@ -284,10 +285,7 @@ def validate(
         None, "--heldout", help="Real images unseen in training (calibrates memorisation)."
     ),
     metrics: str = typer.Option(
-        "fid,kid,prdc,diversity,memorization",
-        "--metrics",
-        help="Comma-separated: fid, kid, frd, prdc, diversity, memorization, paired, utility, "
-        "segmentation.",
+        ",".join(DEFAULT_METRICS), "--metrics", help=f"Comma-separated: {', '.join(METRICS)}."
     ),
     extractor: str = typer.Option(
         "inception",

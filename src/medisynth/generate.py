@@ -61,21 +61,51 @@ def largest_remainder(weights: Sequence[float], n: int) -> list[int]:
     return counts
 
 
-def parse_class_balance(spec: str | None, class_names: Sequence[str], n: int | None) -> list[int]:
+def parse_class_balance(
+    spec: str | Sequence[float] | None, class_names: Sequence[str], n: int | None
+) -> list[int]:
     """Images per class from a balance spec.
 
     * ``"0.5,0.5"`` or ``"1,3"``: one weight per class, in class order (normalised);
     * ``"0:300,1:700"`` or ``"benign:700,malignant:300"``: per-class entries by number or name;
       without ``n`` the numbers are counts, with ``n`` they are weights;
+    * a sequence of numbers, one per class in class order: weights with ``n``, counts without;
     * ``None``: equal classes.
+
+    >>> parse_class_balance([1, 3], ["malignant", "benign"], 8)
+    [2, 6]
     """
     k = len(class_names)
-    if spec is None or not spec.strip():
+    if spec is None or (isinstance(spec, str) and not spec.strip()):
         if n is None:
             raise ConfigError(
                 "give the number of images (-n) or per-class counts (--class-balance)"
             )
         return largest_remainder([1.0] * k, n)
+    if isinstance(spec, str):
+        weights, keyed = _parse_balance_text(spec, class_names)
+    else:
+        weights, keyed = [float(w) for w in spec], True
+        if len(weights) != k:
+            raise ConfigError(
+                f"class balance {list(spec)} has {len(weights)} values but the model has {k} "
+                f"classes ({', '.join(class_names)})"
+            )
+    if any(w < 0 or not math.isfinite(w) for w in weights) or sum(weights) <= 0:
+        raise ConfigError(f"class balance {spec!r}: values must be >= 0 and not all 0")
+    if n is None:
+        if not keyed or any(w != int(w) for w in weights):
+            raise ConfigError(
+                f"class balance {spec!r}: without -n, give whole counts as 'class:count,...'"
+            )
+        return [int(w) for w in weights]
+    return largest_remainder(weights, n)
+
+
+def _parse_balance_text(spec: str, class_names: Sequence[str]) -> tuple[list[float], bool]:
+    """The weights per class of a ``"w0,w1,..."`` or ``"class:value,..."`` spec, and whether it
+    was the keyed form."""
+    k = len(class_names)
     entries = [e.strip() for e in spec.split(",") if e.strip()]
     weights = [0.0] * k
     keyed = [":" in e for e in entries]
@@ -103,15 +133,7 @@ def parse_class_balance(spec: str | None, class_names: Sequence[str], n: int | N
             weights = [float(e) for e in entries]
     except ValueError:
         raise ConfigError(f"class balance {spec!r}: values must be numbers") from None
-    if any(w < 0 or not math.isfinite(w) for w in weights) or sum(weights) <= 0:
-        raise ConfigError(f"class balance {spec!r}: values must be >= 0 and not all 0")
-    if n is None:
-        if not all(keyed) or any(w != int(w) for w in weights):
-            raise ConfigError(
-                f"class balance {spec!r}: without -n, give whole counts as 'class:count,...'"
-            )
-        return [int(w) for w in weights]
-    return largest_remainder(weights, n)
+    return weights, all(keyed)
 
 
 def _class_index(key: str, class_names: Sequence[str]) -> int:
@@ -177,7 +199,9 @@ def output_class_names(package: ModelPackage) -> list[str]:
 
 
 def _package_and_counts(
-    model: str | os.PathLike[str] | ModelPackage, n: int | None, class_balance: str | None
+    model: str | os.PathLike[str] | ModelPackage,
+    n: int | None,
+    class_balance: str | Sequence[float] | None,
 ) -> tuple[ModelPackage, list[int]]:
     """The loaded package and the number of images per class to generate."""
     if n is not None and n < 1:
@@ -193,7 +217,7 @@ def _package_and_counts(
 def generate_arrays(
     model: str | os.PathLike[str] | ModelPackage,
     n: int | None,
-    class_balance: str | None = None,
+    class_balance: str | Sequence[float] | None = None,
     seed: int = 0,
     batch_size: int = 256,
     progress: bool = False,
@@ -202,7 +226,9 @@ def generate_arrays(
     """Synthetic images and labels in memory: what :func:`generate` would write, as arrays.
 
     Args:
-        model, n, class_balance, seed, batch_size: as for :func:`generate`.
+        model, n, seed, batch_size: as for :func:`generate`.
+        class_balance: as for :func:`generate`, or weights per class in class order (see
+            :func:`parse_class_balance`).
         spatial_shape: resample the images to this size ((bi/tri)linear, on the [-1, 1] values,
             before the inverse intensity map); default: the model's own size.
 

@@ -74,6 +74,31 @@ def test_model_set_follows_the_real_size_and_balance(package: Path, tmp_path: Pa
     assert report[K.INPUTS][K.SYNTHETIC]["shape"] == [1, 12, 12]
 
 
+def test_class_balance_reaches_the_generator_as_counts(
+    package: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The set's class balance goes to the generator as counts per class (a typed value, no
+    text spec made and parsed back), and gives the images the text form gave."""
+    import medisynth.generate as generate
+
+    seen: list[object] = []
+    real_generate = generate.generate_arrays
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(args[2])
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(generate, "generate_arrays", spy)
+    labels = np.r_[np.zeros(3, int), np.ones(6, int)]
+    images = (np.random.default_rng(0).random((9, 16, 16)) * 255).astype(np.uint8)
+    np.savez(tmp_path / "real.npz", test_images=images, test_labels=labels)
+    report = validate(str(tmp_path / "real.npz"), None, tmp_path / "out", FAST, model=package)
+    assert seen == [(3, 6)]
+    assert report[K.INPUTS][K.MODEL]["balance_from"] == str(tmp_path / "real.npz")
+    typed, text = (real_generate(package, 9, b, seed=2) for b in ((3, 6), "3,6"))
+    assert np.array_equal(typed[0], text[0]) and typed[1].tolist() == text[1].tolist()
+
+
 def test_model_beside_a_given_synthetic_set_is_named_only(
     package: Path, tiny_npz: Path, tmp_path: Path
 ) -> None:

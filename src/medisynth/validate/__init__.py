@@ -1,6 +1,11 @@
 """Validation of synthetic images: the protocol behind ``medisynth validate`` and its reports.
 
-See :func:`medisynth.validate.protocol.validate` and ``docs/validate.md``.
+See :func:`medisynth.validate.protocol.validate` and ``docs/validate.md``. Modules, from the
+top: ``protocol`` (resolve the inputs, run the chosen metrics, write the reports), ``report``
+(the HTML page), ``registry`` (the metrics by name) over ``metric`` (what a metric is),
+``context`` (the resolved inputs, shared features), ``model_set`` (a set generated from a
+model), ``render`` (tables and figures), ``inputs`` (reading sets), ``options``, ``results``
+and ``keys``.
 """
 
 from medisynth.validate.protocol import ValidateOptions, run_validation, validate

@@ -25,7 +25,7 @@ TRAIN = "train"
 HELDOUT = "heldout"
 MODEL = "model"  # the model package (--model): path, model_id, family, how the set was made
 
-# metric names (also the names --metrics accepts)
+# metric names (the registry, medisynth.validate.registry.METRICS, holds the metrics by them)
 FID = "fid"
 KID = "kid"
 FRD = "frd"
@@ -35,8 +35,6 @@ MEMORIZATION = "memorization"
 PAIRED = "paired"
 UTILITY = "utility"
 SEGMENTATION = "segmentation"
-ALL_METRICS = (FID, KID, FRD, PRDC, DIVERSITY, MEMORIZATION, PAIRED, UTILITY, SEGMENTATION)
-DEFAULT_METRICS = (FID, KID, PRDC, DIVERSITY, MEMORIZATION)
 
 # inside metrics
 VALUE = "value"
