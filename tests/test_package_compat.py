@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medisynth.generate import generate_arrays
+from medisynth.apply.generate import generate_arrays
 
 FIXTURES = Path(__file__).parent / "fixtures" / "packages"
 

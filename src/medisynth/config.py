@@ -33,6 +33,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from medisynth.errors import ConfigError
@@ -259,6 +260,15 @@ class RunConfig(StrictModel):
             raise ValueError("model must be a mapping with a 'family' key")
         family = get_family(str(value.get("family", "dcgan")))
         return family.config_class.model_validate({"family": "dcgan", **value})
+
+    @model_validator(mode="after")
+    def _family_trains_on_the_data(self) -> RunConfig:
+        """The family declares the data formats it trains on: refuse others before any data
+        is read (a ConfigError naming the formats the family takes)."""
+        from medisynth.gans import get_family
+
+        get_family(self.model.family).check_data_format(self.data.format)
+        return self
 
     @classmethod
     def from_dict(

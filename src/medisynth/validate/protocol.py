@@ -565,7 +565,7 @@ def _synthetic_from_model(
 ) -> tuple[ImageSet, dict[str, Any]]:
     """Generate (in memory) as many images as ``train`` (else ``real``) holds, in its class
     balance for a conditional model, at the real images' size; and how they were made."""
-    from medisynth.generate import generate_arrays, output_class_names
+    from medisynth.apply.generate import generate_arrays, output_class_names
 
     name = _model_name(package)
     if package.data.source_intensity_map is not None:
