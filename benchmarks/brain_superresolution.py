@@ -1,7 +1,7 @@
 """x2 / x4 super-resolution of brain MRI slices on two real cases: train the srgan family on one
 case's axial T1 slices (examples/brain_sr_x{2,4}.yaml), enhance the other case's downsampled T1
-volume with ``medisynth.enhance`` and score it in the brain against the original, beside bicubic
-interpolation of the same low-resolution input.
+volume with ``medisynth.apply.enhance`` and score it in the brain against the original, beside
+bicubic interpolation of the same low-resolution input.
 
 Cases (co-registered 240x240x155 @ 1 mm, shared/data/brainlesion_mri): training on TCGA-DU-7294
 (t1_bet), testing on BraTS-GLI-00001-000 (t1n); ``--train BraTS`` swaps them.
@@ -9,7 +9,7 @@ Cases (co-registered 240x240x155 @ 1 mm, shared/data/brainlesion_mri): training 
 Protocol: the low-resolution test volume is the high-resolution one with every in-plane
 ``s x s`` block of each axial slice averaged (area downsampling, as in training); bicubic is
 ``torch`` bicubic (``align_corners=False``) of it; the GAN output comes from
-:func:`medisynth.enhance.enhance_array` (2D model, slice by slice). Brain mask = HR > 0; only
+:func:`medisynth.apply.enhance.enhance_array` (2D model, slice by slice). Brain mask = HR > 0; only
 axial slices with >= 10% brain are counted. Every volume is put on [0, 1] by the HR's 1st/99th
 in-mask percentiles (clipped), the same for all methods. PSNR (data_range 1) over all counted mask
 voxels; SSIM = :func:`medisynth.metrics.paired.ssim` (Gaussian 11-tap window, sigma 1.5, the
@@ -150,7 +150,7 @@ def main() -> None:
         rows.append({"scale": scale, "method": "bicubic", **score(bicubic(lr, scale), hr)})
         if args.baselines_only:
             continue
-        from medisynth.enhance import enhance_array
+        from medisynth.apply.enhance import enhance_array
         from medisynth.package import load_package
 
         run = train(scale, args.train, args.minutes, args.out, args.reuse, args.overrides, args.tag)

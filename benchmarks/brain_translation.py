@@ -1,5 +1,5 @@
 """Brain MRI translation (T1 -> T2 or T2 -> FLAIR) on two real cases: train on one case's axial
-slices, translate the other case's whole source volume with ``medisynth.translate``, and score
+slices, translate the other case's whole source volume with ``medisynth.apply.translate``, and score
 it in the brain.
 
 Cases (co-registered 240x240x155 @ 1 mm, shared/data/brainlesion_mri): BraTS-GLI-00001-000
@@ -192,10 +192,10 @@ def train_and_translate(
     tag: str = "",
     align: bool = True,
 ) -> dict[str, float]:
+    from medisynth.apply.translate import translate_array
     from medisynth.config import RunConfig
     from medisynth.package import load_package
     from medisynth.training.engine import Trainer
-    from medisynth.translate import translate_array
 
     run_dir = out / f"{task}_{family}{tag}_{train}_to_{test}"
     src, tgt = case_paths(train, task)

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medisynth.apply.generate import largest_remainder
 from medisynth.data.io import read_medmnist
 from medisynth.demo import median_nn_distance
-from medisynth.generate import largest_remainder
 from medisynth.metrics.neighbors import knn
 from medisynth.package import load_package
 from medisynth.training.logging import save_image_grid

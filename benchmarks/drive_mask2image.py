@@ -112,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"DRIVE not found at {args.data}: set MEDISYNTH_DATA or pass --data", file=sys.stderr)
         return 2
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    from medisynth.apply.mask2image import generate_pairs, synthesise
     from medisynth.config import load_config
-    from medisynth.mask2image import generate_pairs, synthesise
     from medisynth.package import load_package
     from medisynth.training.engine import Trainer
     from medisynth.validate.inputs import load_image_set

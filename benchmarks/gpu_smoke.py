@@ -135,7 +135,7 @@ def apply_package(
     package = load_package(package_dir, device=device)
     outputs: list[np.ndarray]
     if spec.kind == "generate":
-        from medisynth.generate import generate_arrays
+        from medisynth.apply.generate import generate_arrays
 
         images, labels = generate_arrays(package, n, seed=0)
         expected: tuple[int, ...] = (n, 1, side, side)
@@ -144,7 +144,7 @@ def apply_package(
     elif spec.kind == "volume":
         import nibabel as nib
 
-        from medisynth.multiscale_inference import generate_volume
+        from medisynth.apply.volumes import generate_volume
 
         n = 1
         out = work / "volume.nii.gz"
@@ -157,13 +157,13 @@ def apply_package(
         outputs.append(package.to_source_units(package.sample(2, seed=1)))
         n += 2
     elif spec.kind == "translate":
-        from medisynth.translate import translate_array
+        from medisynth.apply.translate import translate_array
 
         sources = blobs(n, side, 2, seed=1).numpy()
         outputs = [np.stack([translate_array(package, image) for image in sources])]
         expected = (n, 1, side, side)
     else:
-        from medisynth.enhance import enhance_array
+        from medisynth.apply.enhance import enhance_array
 
         low = blobs(n, side // 2, 2, seed=1).numpy()
         outputs = [np.stack([enhance_array(package, image) for image in low])]

@@ -133,7 +133,7 @@ def child(kind: str, size: int, folder: Path, precision: str, tile: int = 64) ->
     voxels = size**3
     start = time.perf_counter()
     if kind == "multiscale":
-        from medisynth.multiscale_inference import generate_volume
+        from medisynth.apply.volumes import generate_volume
 
         family = build_family()
         base_rss = peak_rss_bytes()
@@ -205,7 +205,7 @@ def run_child(
 # ----------------------------------------------------------------------------- seams
 def tile_edges(size: int, tile: int, overlap: int) -> list[int]:
     """Positions ``e`` where a final-level tile starts or ends (a seam lies between e-1 and e)."""
-    from medisynth.multiscale_inference import plan_axis
+    from medisynth.gans.multiscale_tiling import plan_axis
 
     starts, weights = plan_axis(size, tile, overlap, align=2)
     edges = {s for s in starts} | {s + len(w) for s, w in zip(starts, weights, strict=True)}
@@ -240,7 +240,7 @@ def seam_table(  # type: ignore[no-untyped-def]
     With ``starts`` (low-resolution volumes in [-1, 1]), the pipeline super-resolves them
     (the top levels of a trained model on real data) instead of generating from noise.
     """
-    from medisynth.multiscale_inference import TileSettings, synthesize
+    from medisynth.gans.multiscale_tiling import TileSettings, synthesize
 
     g = family.inference_generator()
     naive_edges = [tile_edges(side, tile, 0) for side in shape]
@@ -277,7 +277,7 @@ def sr_eval(family, real: str, count: int = 16) -> None:  # type: ignore[no-unty
     """x2^levels super-resolution of real test volumes (downsampled by block means) with the
     trained patch levels vs plain linear interpolation: L1 (in [-1, 1]) and Dice at 0."""
     from medisynth.data.io import read_medmnist
-    from medisynth.multiscale_inference import TileSettings, synthesize
+    from medisynth.gans.multiscale_tiling import TileSettings, synthesize
     from medisynth.nets.multiscale import downsample, upsample2
 
     arrays = read_medmnist(real)

@@ -21,7 +21,7 @@ import numpy as np
 
 def to_unit(images: np.ndarray, factor: int) -> np.ndarray:
     """uint8-range volumes ``(N, 1, D, H, W)`` -> [0, 1], block means of ``factor``^3."""
-    from medisynth.multiscale_inference import downsample_array
+    from medisynth.gans.multiscale_tiling import downsample_array
 
     out = np.asarray(images, dtype=np.float32) / 255.0
     if factor > 1:

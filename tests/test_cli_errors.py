@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 
+from medisynth.apply.generate import generate
 from medisynth.cli import main
 from medisynth.config import RunConfig
 from medisynth.data.image import Image
@@ -30,7 +31,6 @@ from medisynth.export.dicom import export_dicom
 from medisynth.export.nifti import write_nifti
 from medisynth.gans import get_family
 from medisynth.gans.base import DataInfo
-from medisynth.generate import generate
 from medisynth.package import save_package
 
 HAS_FIFO = hasattr(os, "mkfifo")
@@ -368,12 +368,12 @@ def test_bad_arguments_give_one_error_line_and_exit_status_2(
 def test_running_out_of_memory_is_an_error_not_a_bug(
     paths: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    import medisynth.generate
+    import medisynth.apply.generate
 
     def too_big(*args: object, **kwargs: object) -> None:
         raise MemoryError("Unable to allocate 745. GiB")
 
-    monkeypatch.setattr(medisynth.generate, "generate", too_big)
+    monkeypatch.setattr(medisynth.apply.generate, "generate", too_big)
     assert main(["generate", str(paths["dcgan"]), "-n", "10", "-o", str(tmp_path / "o")]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: not enough memory")
@@ -384,26 +384,26 @@ def test_an_unexpected_exception_stays_an_internal_error(
 ) -> None:
     """Exit status 3 keeps meaning 'a bug': an exception no user can cause, or an OSError that
     names no path."""
-    import medisynth.generate
+    import medisynth.apply.generate
 
     for error in (RuntimeError("boom"), OSError("socket trouble")):
 
         def broken(*args: object, error: Exception = error, **kwargs: object) -> None:
             raise error
 
-        monkeypatch.setattr(medisynth.generate, "generate", broken)
+        monkeypatch.setattr(medisynth.apply.generate, "generate", broken)
         assert main(["generate", str(paths["dcgan"]), "-n", "1", "-o", str(tmp_path / "o")]) == 3
         assert "internal error" in capsys.readouterr().err
 
 
 def test_the_python_api_refuses_the_same_options(paths: dict[str, Path], tmp_path: Path) -> None:
     """Option checks live in the API, so scripts get the same MedisynthError as the CLI."""
+    from medisynth.apply.enhance import enhance
+    from medisynth.apply.translate import translate
     from medisynth.data.intensity import intensity_map_from_dict
-    from medisynth.enhance import enhance
     from medisynth.errors import ConfigError, ReadError
     from medisynth.export.pacs import PushError, push
     from medisynth.package import attach_metrics, load_package
-    from medisynth.translate import translate
     from medisynth.validate.protocol import ValidateOptions
 
     volume, out = paths["volume"], tmp_path / "o.nii.gz"

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from medisynth.apply.generate import generate
 from medisynth.cli import main
 from medisynth.config import RunConfig
 from medisynth.data.intensity import IntensityMap
@@ -20,7 +21,6 @@ from medisynth.errors import ConfigError, MedisynthError
 from medisynth.export.pacs import dicom_files
 from medisynth.gans import get_family
 from medisynth.gans.base import DataInfo
-from medisynth.generate import generate
 from medisynth.output_set import RECORD, IncompleteSetError, OutputSet, check_complete
 from medisynth.package import save_package
 from medisynth.validate.inputs import load_image_set
@@ -176,7 +176,7 @@ def test_an_error_while_writing_removes_what_was_written(
 KILLED_RUN = """
 import contextlib, os, sys
 import medisynth.export.dicom as dicom
-from medisynth.generate import generate
+from medisynth.apply.generate import generate
 
 real, calls = dicom.atomic_path, []
 

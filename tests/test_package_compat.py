@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import yaml
 
+from medisynth.apply.generate import generate_arrays
 from medisynth.config import NOT_RECORDED
 from medisynth.errors import ReadError
-from medisynth.generate import generate_arrays
 from medisynth.package import load_package, save_package
 from medisynth.package_format import CURRENT, MIGRATIONS, format_name
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -133,12 +134,12 @@ def generate(
     ),
 ) -> None:
     """Generate a labelled synthetic dataset in the source's units."""
-    from medisynth.generate import generate as run_generate
+    from medisynth.apply.generate import generate as run_generate
     from medisynth.precision import resolve_inference_precision
 
-    if masks is not None:  # mask -> image models (medisynth.mask2image)
+    if masks is not None:  # mask -> image models (medisynth.apply.mask2image)
+        from medisynth.apply.mask2image import generate_pairs
         from medisynth.errors import ConfigError
-        from medisynth.mask2image import generate_pairs
 
         if class_balance is not None or size is not None:
             raise ConfigError("--masks makes one image per mask; drop --class-balance/--size")
@@ -150,8 +151,8 @@ def generate(
         return
 
     grid = None
-    if size is not None:  # multiscale models (medisynth.multiscale_inference)
-        from medisynth.multiscale_inference import parse_size
+    if size is not None:  # models that sample in tiles (medisynth.apply.volumes)
+        from medisynth.apply.volumes import parse_size
 
         grid = parse_size(size)
     result = run_generate(
@@ -358,90 +359,88 @@ def validate(
         typer.echo(f"metrics recorded in the model card: {model / 'model_card.json'}")
 
 
-# --------------------------------------------------------------------------- translate
+# --------------------------------------------------------------------------- translate / enhance
+# the options both commands share (one file-job driver runs both: medisynth.apply.jobs)
+InputArgument = Annotated[
+    Path,
+    typer.Argument(
+        metavar="INPUT",
+        help="A PNG/TIFF image, a NIfTI/MGH volume, a DICOM series folder or a folder of images.",
+    ),
+]
+OutputOption = Annotated[
+    Path,
+    typer.Option("-o", "--out", help="Output file (.nii.gz, .png, .npy) or folder (folder input)."),
+]
+AxisOption = Annotated[
+    int | None,
+    typer.Option(
+        "--axis", help="Slice axis for a 2D model on volumes (default: the training axis)."
+    ),
+]
+ModalityOption = Annotated[str | None, typer.Option("--modality", help="The input's modality.")]
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
+BatchSizeOption = Annotated[int, typer.Option("--batch-size", help="Slices per forward pass.")]
+_SCALING_HELP = (
+    "Input scaling: 'input' refits the training percentiles on each input (MR), "
+    "'model' uses the training map (CT windows, integer ranges), 'auto' picks."
+)
+
+
+def _echo_outputs(head: str, lines: list[str]) -> None:
+    typer.echo(head)
+    for line in lines:
+        typer.echo(f"  {line}")
+
+
 @app.command()
 def translate(
-    model: Path = typer.Argument(..., help="An image-to-image model package (pix2pix, cyclegan)."),
-    input_path: Path = typer.Argument(
-        ...,
-        metavar="INPUT",
-        help="A PNG/TIFF image, a NIfTI/MGH volume, a DICOM series folder or a folder of images.",
-    ),
-    out: Path = typer.Option(
-        ..., "-o", "--out", help="Output file (.nii.gz, .png, .npy) or folder (folder input)."
-    ),
-    axis: int | None = typer.Option(
-        None, "--axis", help="Slice axis for a 2D model on volumes (default: the training axis)."
-    ),
-    modality: str | None = typer.Option(None, "--modality", help="The input's modality."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Slices per forward pass."),
-    source_scaling: str = typer.Option(
-        "auto",
-        "--source-scaling",
-        help="Input scaling: 'input' refits the training percentiles on each input (MR), "
-        "'model' uses the training map (CT windows, integer ranges), 'auto' picks.",
-    ),
+    model: Annotated[
+        Path, typer.Argument(help="An image-to-image model package (e.g. pix2pix, cyclegan).")
+    ],
+    input_path: InputArgument,
+    out: OutputOption,
+    axis: AxisOption = None,
+    modality: ModalityOption = None,
+    overwrite: OverwriteOption = False,
+    batch_size: BatchSizeOption = 16,
+    source_scaling: Annotated[str, typer.Option("--source-scaling", help=_SCALING_HELP)] = "auto",
 ) -> None:
     """Translate images to the model's target domain (e.g. T1 -> T2), in the target's units."""
-    from medisynth.translate import translate as run_translate
+    from medisynth.apply.translate import translate as run_translate
 
     result = run_translate(
-        model,
-        input_path,
-        out,
-        axis=axis,
-        modality=modality,
-        overwrite=overwrite,
-        batch_size=batch_size,
-        source_scaling=source_scaling,
+        model, input_path, out, axis=axis, modality=modality, overwrite=overwrite,
+        batch_size=batch_size, source_scaling=source_scaling,
+    )  # fmt: skip
+    _echo_outputs(
+        f"translated {len(result.outputs)} file(s) with {result.model_id}:", result.outputs
     )
-    typer.echo(f"translated {len(result.outputs)} file(s) with {result.model_id}:")
-    for path in result.outputs:
-        typer.echo(f"  {path}")
 
 
-# --------------------------------------------------------------------------- enhance
 @app.command()
 def enhance(
-    model: Path = typer.Argument(..., help="A super-resolution model package (srgan)."),
-    input_path: Path = typer.Argument(
-        ...,
-        metavar="INPUT",
-        help="A PNG/TIFF image, a NIfTI/MGH volume, a DICOM series folder or a folder of images.",
-    ),
-    out: Path = typer.Option(
-        ..., "-o", "--out", help="Output file (.nii.gz, .png, .npy) or folder (folder input)."
-    ),
-    axis: int | None = typer.Option(
-        None, "--axis", help="Slice axis for a 2D model on volumes (default: the training axis)."
-    ),
-    modality: str | None = typer.Option(None, "--modality", help="The input's modality."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Slices per forward pass."),
-    scaling: str = typer.Option(
-        "auto",
-        "--scaling",
-        help="Input scaling: 'input' refits the training percentiles on each input (MR), "
-        "'model' uses the training map (CT windows, integer ranges), 'auto' picks.",
-    ),
+    model: Annotated[Path, typer.Argument(help="A super-resolution model package (e.g. srgan).")],
+    input_path: InputArgument,
+    out: OutputOption,
+    axis: AxisOption = None,
+    modality: ModalityOption = None,
+    overwrite: OverwriteOption = False,
+    batch_size: BatchSizeOption = 16,
+    scaling: Annotated[str, typer.Option("--scaling", help=_SCALING_HELP)] = "auto",
 ) -> None:
     """Super-resolve images or volumes (x2/x4); NIfTI outputs get the finer spacing."""
-    from medisynth.enhance import enhance as run_enhance
+    from medisynth.apply.enhance import enhance as run_enhance
 
     result = run_enhance(
-        model,
-        input_path,
-        out,
-        axis=axis,
-        modality=modality,
-        overwrite=overwrite,
-        batch_size=batch_size,
-        scaling=scaling,
+        model, input_path, out, axis=axis, modality=modality, overwrite=overwrite,
+        batch_size=batch_size, scaling=scaling,
+    )  # fmt: skip
+    shapes = ["x".join(map(str, shape)) for shape in result.shapes]
+    _echo_outputs(
+        f"enhanced {len(result.outputs)} file(s) x{result.scale} with {result.model_id}:",
+        [f"{path} {shape}" for path, shape in zip(result.outputs, shapes, strict=True)],
     )
-    typer.echo(f"enhanced {len(result.outputs)} file(s) x{result.scale} with {result.model_id}:")
-    for path, shape in zip(result.outputs, result.shapes, strict=True):
-        typer.echo(f"  {path} {'x'.join(map(str, shape))}")
 
 
 # --------------------------------------------------------------------------- entry point

@@ -28,7 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, SerializeAsAny, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from medisynth.errors import ConfigError
 from medisynth.files import atomic_write_text
@@ -92,6 +99,13 @@ class RunConfig(StrictModel):
             raise ValueError("model must be a mapping with a 'family' key")
         family = family_config_class(str(value.get("family", "dcgan")))
         return family.model_validate({"family": "dcgan", **value})
+
+    @model_validator(mode="after")
+    def _family_trains_on_the_data(self) -> RunConfig:
+        """The family declares the data formats it trains on: refuse others before any data
+        is read (a ConfigError naming the formats the family takes)."""
+        get_family(self.model.family).check_data_format(self.data.format)
+        return self
 
     @classmethod
     def from_dict(

@@ -66,7 +66,7 @@ def run_demo(
 
     Returns the summary that is also written to ``summary.json``.
     """
-    from medisynth.generate import generate
+    from medisynth.apply.generate import generate
     from medisynth.package import load_package
     from medisynth.training.engine import Trainer
     from medisynth.training.logging import save_image_grid

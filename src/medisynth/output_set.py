@@ -77,7 +77,7 @@ class IncompleteSetError(ReadError):
 
 @dataclass
 class GenerateResult:
-    """What a generated set holds (returned by ``medisynth.generate.generate``)."""
+    """What a generated set holds (returned by ``medisynth.apply.generate.generate``)."""
 
     out_dir: str
     format: str

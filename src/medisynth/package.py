@@ -356,7 +356,8 @@ class ModelPackage:
 
     @property
     def conditional(self) -> bool:
-        return bool(getattr(self.family, "num_classes", 0))
+        """Whether the model draws images of given classes (its family's declaration)."""
+        return self.family.conditional
 
     def require_finite(self, values: torch.Tensor | np.ndarray, what: str) -> None:
         """ModelOutputError when the network's output ``values`` hold NaN or infinite values

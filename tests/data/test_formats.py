@@ -45,14 +45,6 @@ def test_load_training_data_dispatches_through_the_registry(
         load_training_data(DataConfig(format="slices", path="never-read.nii.gz"))
 
 
-def test_the_engine_module_keeps_the_old_names() -> None:
-    from medisynth.data.resize import resize_images
-    from medisynth.training import data as training_data
-
-    assert training_data.load_training_data is load_training_data
-    assert training_data.resize_images is resize_images
-
-
 def test_folder_with_class_subfolders_keeps_16_bit_and_labels(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     for name, level in (("normal", 1000), ("pneumonia", 40000)):

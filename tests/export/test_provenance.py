@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image as PILImage
 
+from medisynth.apply.generate import generate
 from medisynth.cli import main
 from medisynth.config import RunConfig
 from medisynth.data.intensity import IntensityMap
@@ -21,7 +22,6 @@ from medisynth.export.pacs import PushError, push
 from medisynth.export.provenance import ProvenanceError, export_generated, file_sha256
 from medisynth.gans import get_family
 from medisynth.gans.base import DataInfo
-from medisynth.generate import generate
 from medisynth.package import save_package
 
 CLASSES = ["normal", "lesion"]

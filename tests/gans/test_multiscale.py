@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
+from medisynth.apply.volumes import generate_volume
 from medisynth.config import RunConfig
 from medisynth.errors import ConfigError
 from medisynth.gans import get_family
@@ -22,7 +23,6 @@ from medisynth.gans.multiscale import (
     _upsampled_crop,
     orthogonal_slices,
 )
-from medisynth.multiscale_inference import generate_volume
 from medisynth.nets.multiscale import downsample, noise_map, upsample2
 
 TINY = {

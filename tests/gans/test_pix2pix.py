@@ -173,8 +173,9 @@ def test_engine_trains_on_paired_volumes_and_packages_both_maps(tmp_path: Path) 
     assert tgt_map.low >= 3000 - 5 * 500 - 1e-3 and tgt_map.high <= 3000 - 5 * 100 + 1e-3
     assert package.data.source_channels == 1 and package.data.spatial_shape == (16, 16)
     assert (Path(result.out_dir) / "samples").is_dir()
+    paired_without_target = {"format": "paired", "path": "x.nii.gz"}
     with pytest.raises(ConfigError, match="target_path is required"):
-        train(RunConfig.from_dict({"data": {"format": "paired", "path": "x.nii.gz"}}))
+        train(RunConfig.from_dict({"data": paired_without_target, "model": cfg.model.model_dump()}))
 
 
 def test_engine_trains_a_3d_model_on_whole_volumes(tmp_path: Path) -> None:

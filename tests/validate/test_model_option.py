@@ -79,7 +79,7 @@ def test_class_balance_reaches_the_generator_as_counts(
 ) -> None:
     """The set's class balance goes to the generator as counts per class (a typed value, no
     text spec made and parsed back), and gives the images the text form gave."""
-    import medisynth.generate as generate
+    import medisynth.apply.generate as generate
 
     seen: list[object] = []
     real_generate = generate.generate_arrays

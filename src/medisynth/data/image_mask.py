@@ -10,7 +10,7 @@ fresh random patch per item (train at the stored resolution on large images); ``
 resizes first (images bilinear, label maps nearest).
 
 The :class:`~medisynth.data.info.DataInfo` records ``mask_labels = K`` and a pass-through
-source map: the model package knows it takes label maps (:mod:`medisynth.mask2image`).
+source map: the model package knows it takes label maps (:mod:`medisynth.apply.mask2image`).
 
 >>> import numpy as np, tempfile, pathlib
 >>> from medisynth.settings import DataConfig

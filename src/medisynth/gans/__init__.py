@@ -1,10 +1,13 @@
 """GAN families: one module per family, found by name through a registry.
 
-Adding a family means one new module with a :class:`~medisynth.gans.base.GANFamily` subclass and
-one line in :data:`FAMILIES`.
+Adding a family means one new module with a :class:`~medisynth.gans.base.GANFamily` subclass
+(which declares what it can do: ``task``, ``data_formats``, ...), one line in :data:`FAMILIES` and
+its test file; ``docs/families.md`` lists the steps.
 
 >>> get_family("dcgan").__name__
 'DCGAN'
+>>> families_for(task="super_resolve"), families_for(data_format="image_mask")
+(['srgan'], ['multiscale', 'pix2pix'])
 >>> try:
 ...     get_family("stylegan9")
 ... except Exception as err:
@@ -50,4 +53,29 @@ def get_family(name: str) -> type[GANFamily]:
     return family
 
 
-__all__ = ["FAMILIES", "DataInfo", "GANFamily", "StepContext", "family_names", "get_family"]
+def families_for(task: str | None = None, data_format: str | None = None) -> list[str]:
+    """Names of the registered families that declare ``task`` and train on ``data_format``
+    (either may be left out); for messages that say which model would do."""
+    return [
+        name
+        for name in family_names()
+        if (task is None or get_family(name).task == task)
+        and (data_format is None or data_format in get_family(name).data_formats)
+    ]
+
+
+def tiled_families() -> list[str]:
+    """Names of the registered families that sample images of any size in tiles."""
+    return [name for name in family_names() if get_family(name).tiled_volumes]
+
+
+__all__ = [
+    "FAMILIES",
+    "DataInfo",
+    "GANFamily",
+    "StepContext",
+    "families_for",
+    "family_names",
+    "get_family",
+    "tiled_families",
+]

@@ -12,23 +12,80 @@ A family is a class with
 * ``state_dict()`` / ``load_state_dict()``: everything needed to resume;
 * ``inference_nets()``: the networks a model package needs.
 
+and it **declares what it can do**, so that the configuration, the apply layer and the command
+line ask the declaration instead of the family's name or class:
+
+* ``task``: ``"sample"`` (images from noise: :meth:`~GANFamily.sample`), ``"translate"`` (images
+  of one domain to another: :meth:`~GANFamily.translate`) or ``"super_resolve"`` (images to a
+  ``scale`` times finer grid: :meth:`~GANFamily.translate`);
+* ``data_formats``: the ``data.format`` values it trains on (a config that names another is
+  refused before any data is read: :meth:`~GANFamily.check_data_format`);
+* ``num_classes`` (0: unconditional) and ``conditional``: whether ``sample`` takes class labels;
+* ``tiled_volumes``: it samples images of any size in tiles, in bounded memory
+  (:meth:`~GANFamily.sample_tiled`, ``medisynth generate --size``);
+* ``tiny_settings``: the settings of a tiny working model (the contract test in
+  ``tests/gans/test_contract.py`` builds and trains one of every registered family).
+
 The engine owns devices, precision, EMA, checkpoints, DDP wrapping, logging and the NaN guard; it
 reaches the networks through ``self.nets`` (a name -> module dict it may wrap in place) and the
 averaged copies through ``self.ema_nets``.
+
+>>> from medisynth.gans import get_family
+>>> DCGAN = get_family("dcgan")
+>>> DCGAN.task, sorted(DCGAN.data_formats)[:2], DCGAN.tiled_volumes
+('sample', ['folder', 'medmnist'], False)
+>>> try:
+...     DCGAN.check_data_format("paired")
+... except Exception as err:
+...     print(err)  # doctest: +ELLIPSIS
+data.format 'paired' does not fit the dcgan family: it trains on folder, medmnist, ... data; ...
 """
 
 from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from typing import Any, ClassVar
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
 from medisynth.data.info import DataInfo
+from medisynth.errors import ConfigError
 from medisynth.settings import FamilyConfig
+
+if TYPE_CHECKING:
+    from medisynth.gans.multiscale_tiling import Scratch, TileSettings
+    from medisynth.precision import Precision
+
+#: what a trained model of a family does (:attr:`GANFamily.task`)
+Task = Literal["sample", "translate", "super_resolve"]
+#: data formats whose batches are ``{"image", "label"}``
+IMAGE_FORMATS = frozenset({"medmnist", "folder", "slices", "mni152_views"})
+#: data formats whose batches are ``{"source", "target"}`` (co-registered or drawn apart)
+PAIR_FORMATS = frozenset({"paired", "unpaired"})
+#: data formats whose batches are ``{"source": one-hot label map, "target"}``
+MASK_FORMATS = frozenset({"image_mask"})
+#: how a trained model of each task is applied (for messages)
+APPLY_COMMANDS: dict[str, str] = {
+    "sample": "medisynth generate MODEL -n N -o OUT",
+    "translate": "medisynth translate MODEL INPUT -o OUTPUT",
+    "super_resolve": "medisynth enhance MODEL INPUT -o OUTPUT",
+}
+#: what a model of each task does, in words (for messages)
+TASK_WORDS: dict[str, str] = {
+    "sample": "generates images from noise",
+    "translate": "translates images",
+    "super_resolve": "super-resolves images",
+}
+#: what a model of each task is called (for messages)
+TASK_NOUNS: dict[str, str] = {
+    "sample": "a generative model",
+    "translate": "an image-to-image model",
+    "super_resolve": "a super-resolution model",
+}
 
 __all__ = ["DataInfo", "GANFamily", "StepContext", "frozen", "unwrap"]
 
@@ -118,6 +175,19 @@ class GANFamily(ABC):
     #: whether ``train.precision: auto`` may pick bf16 autocast on a CPU for this family
     cpu_autocast: ClassVar[bool] = True
 
+    # ------------------------------------------------------------------ the declaration
+    #: what a trained model does: sample from noise, translate, or super-resolve images
+    task: ClassVar[Task] = "sample"
+    #: the ``data.format`` values the family trains on
+    data_formats: ClassVar[frozenset[str]] = IMAGE_FORMATS
+    #: samples images of any size in tiles (:meth:`sample_tiled`; ``generate --size``)
+    tiled_volumes: ClassVar[bool] = False
+    #: settings of a tiny working model of the family (model key -> value, ``family`` aside):
+    #: what the contract test builds and trains on 16 x 16 images
+    tiny_settings: ClassVar[dict[str, Any]] = {}
+    #: classes :meth:`sample` takes labels of (0: unconditional); families set it in ``setup``
+    num_classes: int = 0
+
     def __init__(self, config: FamilyConfig, data: DataInfo, context: StepContext) -> None:
         self.config = config
         self.data = data
@@ -138,6 +208,48 @@ class GANFamily(ABC):
         family = cls(config, data, context or StepContext())
         family.setup(training)
         return family
+
+    @classmethod
+    def name(cls) -> str:
+        """The family's name in the registry (``model.family``)."""
+        return str(cls.config_class.model_fields["family"].default)
+
+    @classmethod
+    def check_data_format(cls, fmt: str) -> None:
+        """ConfigError unless the family trains on ``data.format`` ``fmt`` (checked when a run
+        config is validated, before any data is read)."""
+        if fmt not in cls.data_formats:
+            accepted = sorted(cls.data_formats)
+            listed = ", ".join(accepted[:-1]) + f" or {accepted[-1]}" if accepted else "no"
+            raise ConfigError(
+                f"data.format {fmt!r} does not fit the {cls.name()} family: it trains on "
+                f"{listed} data; set data.format to one of them, or choose a family that "
+                f"trains on {fmt} data (model.family)"
+            )
+
+    @property
+    def conditional(self) -> bool:
+        """Whether :meth:`sample` draws images of given classes (``num_classes > 0``)."""
+        return self.num_classes > 0
+
+    @property
+    def scale(self) -> int:
+        """How many times finer :meth:`translate` makes the grid (super-resolving families)."""
+        return 1
+
+    @property
+    def input_multiple(self) -> int:
+        """Translating families: the image sides their networks take are multiples of this
+        (the apply layer pads inputs of other sizes); 1: any size."""
+        return 1
+
+    def unable(self, what: str) -> ConfigError:
+        """The error for a call the family's declaration does not cover: what it does instead,
+        and the command that applies it."""
+        return ConfigError(
+            f"a {self.name()} model {TASK_WORDS[self.task]} and cannot {what}; use "
+            f"`{APPLY_COMMANDS[self.task]}`"
+        )
 
     @abstractmethod
     def setup(self, training: bool) -> None:
@@ -163,6 +275,60 @@ class GANFamily(ABC):
     @abstractmethod
     def sample_grid(self) -> tuple[torch.Tensor, int]:
         """A monitoring batch in [-1, 1] (fixed noise) and the number of images per grid row."""
+
+    def translate(
+        self,
+        images: torch.Tensor,
+        batch_size: int = 16,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Translating and super-resolving families: map images in [-1, 1] ``(N, C, *spatial)``
+        to the output domain (CPU, float32; ``scale`` times finer for super-resolution)."""
+        raise self.unable("translate images")
+
+    # ------------------------------------------------------------------ tiled images
+    def tiled_grid(self, size: Sequence[int]) -> tuple[int, ...]:
+        """Families with ``tiled_volumes``: the grid :meth:`sample_tiled` fills for an image of
+        ``size`` (rounded up to the family's unit; crop the result back to ``size``)."""
+        raise self.unable("generate images of any size in tiles (generate --size)")
+
+    def tile_settings(self) -> TileSettings:
+        """Families with ``tiled_volumes``: the tiling the model's settings ask for."""
+        raise self.unable("generate images of any size in tiles (generate --size)")
+
+    def refine_factors(self) -> tuple[int, ...]:
+        """The factors by which :meth:`sample_tiled` refines a given image (``start``);
+        empty when it does not."""
+        return ()
+
+    def sample_tiled(
+        self,
+        out: np.ndarray,
+        *,
+        generator: torch.Generator | None = None,
+        label: int | None = None,
+        condition: np.ndarray | None = None,
+        start: np.ndarray | None = None,
+        settings: TileSettings | None = None,
+        scratch: Scratch | None = None,
+        precision: Precision = "fp32",
+        progress: bool = False,
+    ) -> None:
+        """Families with ``tiled_volumes``: fill ``out`` (``(C, *grid)`` float32 zeros, e.g. a
+        memmap; ``grid`` from :meth:`tiled_grid`) with one image in [-1, 1], tile by tile.
+
+        Args:
+            generator: seeded CPU random generator of the noise (same seed, same image).
+            label: the class (class-conditional models; default 0).
+            condition: ``(Cc, *grid)`` condition of a model conditioned on images.
+            start: a ``(C, *grid / f)`` image in [-1, 1] to refine by a factor ``f`` of
+                :meth:`refine_factors` instead of generating from noise.
+            settings: the tiling (default: :meth:`tile_settings`).
+            scratch: where intermediate arrays live (memmaps beside the output, or RAM).
+            precision: ``"fp32"``, ``"bf16"`` or ``"auto"`` for the forward passes.
+            progress: show progress bars.
+        """
+        raise self.unable("generate images of any size in tiles (generate --size)")
 
     def inference_nets(self) -> dict[str, nn.Module]:
         """The networks generation needs (the EMA copies when the engine keeps them)."""

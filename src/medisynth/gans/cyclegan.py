@@ -7,7 +7,7 @@ loss ``|G_BA(G_AB(a)) - a| + |G_AB(G_BA(b)) - b|`` (weight ``cycle_weight``), th
 pool of earlier translations for the discriminators (Zhu et al. 2017).
 
 Batches are ``{"source", "target"}`` in [-1, 1]; they need not be paired (``data.format:
-unpaired``). The package keeps both generators; :mod:`medisynth.translate` uses A -> B.
+unpaired``). The package keeps both generators; :mod:`medisynth.apply.translate` uses A -> B.
 
 >>> import torch
 >>> from medisynth.gans.base import DataInfo
@@ -30,7 +30,7 @@ import torch
 from pydantic import Field
 
 from medisynth.errors import ConfigError
-from medisynth.gans.base import frozen, unwrap
+from medisynth.gans.base import PAIR_FORMATS, frozen, unwrap
 from medisynth.gans.pix2pix import ImageToImageFamily
 from medisynth.losses import discriminator_loss, generator_loss
 from medisynth.nets.patchgan import PatchDiscriminator
@@ -117,6 +117,8 @@ class CycleGAN(ImageToImageFamily):
     # (reflection-padded residual blocks; zero padding or fp32 trains): ``auto`` means fp32 here
     cpu_autocast = False
     config: CycleGANConfig
+    data_formats = PAIR_FORMATS
+    tiny_settings = {"g_channels": 4, "n_blocks": 1, "d_channels": 4, "d_layers": 2}
 
     def setup(self, training: bool) -> None:
         cfg, data = self.config, self.data

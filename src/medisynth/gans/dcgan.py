@@ -30,7 +30,7 @@ from torch import nn
 
 from medisynth.errors import ConfigError
 from medisynth.gans.augment import diff_augment
-from medisynth.gans.base import GANFamily, frozen, unwrap
+from medisynth.gans.base import IMAGE_FORMATS, GANFamily, frozen, unwrap
 from medisynth.losses import (
     discriminator_loss,
     generator_loss,
@@ -111,6 +111,8 @@ class DCGAN(GANFamily):
     config_class = DCGANConfig
     ema_names = ("generator",)
     config: DCGANConfig
+    data_formats = IMAGE_FORMATS
+    tiny_settings = {"g_channels": 4, "d_channels": 4, "latent_dim": 8}
 
     def setup(self, training: bool) -> None:
         cfg, data = self.config, self.data

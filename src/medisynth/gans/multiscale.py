@@ -15,7 +15,8 @@ collapsing to empty images on sparse data such as AdrenalMNIST3D (see ``docs/res
 Training samples ``patches_per_volume`` random patches per volume and level per step, with
 teacher forcing (the level-l input is the real image downsampled to level l-1 and upsampled);
 the full-resolution volume never goes through a network. Sampling runs the whole pipeline in
-tiles (:mod:`medisynth.multiscale_inference`), so any size can be generated.
+tiles (:mod:`medisynth.gans.multiscale_tiling`), so any size can be generated
+(:meth:`MultiScaleGAN.sample_tiled`; files: :mod:`medisynth.apply.volumes`).
 
 >>> import torch
 >>> from medisynth.gans.base import DataInfo
@@ -31,6 +32,8 @@ torch.Size([2, 1, 32, 32, 32])
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -39,10 +42,17 @@ from pydantic import Field, model_validator
 
 from medisynth.errors import ConfigError
 from medisynth.gans.augment import diff_augment
-from medisynth.gans.base import GANFamily, frozen, unwrap
+from medisynth.gans.base import IMAGE_FORMATS, MASK_FORMATS, GANFamily, frozen, unwrap
 from medisynth.gans.dcgan import Augmentation
+from medisynth.gans.multiscale_tiling import (
+    Ramp,
+    Scratch,
+    TileSettings,
+    TopLevels,
+    level_shapes,
+    synthesize,
+)
 from medisynth.losses import discriminator_loss, generator_loss, mode_seeking_ratio
-from medisynth.multiscale_inference import Ramp, TileSettings, level_shapes, synthesize
 from medisynth.nets.multiscale import (
     NOISE_FACTOR,
     MultiScaleDiscriminator,
@@ -51,6 +61,7 @@ from medisynth.nets.multiscale import (
     noise_map,
     upsample2,
 )
+from medisynth.precision import Precision, precision_context
 from medisynth.settings import FamilyConfig
 
 #: DiffAugment policy of level 0's discriminator by default
@@ -94,7 +105,7 @@ class MultiScaleConfig(FamilyConfig):
             label's embedding joins the noise map; the level-0 discriminator sees one-hot label
             maps); the patch levels, which only add detail, are shared by all classes.
         tile, overlap, tile_batch, ramp: tiled inference (see
-            :class:`~medisynth.multiscale_inference.TileSettings`).
+            :class:`~medisynth.gans.multiscale_tiling.TileSettings`).
         grid_size: volumes in monitoring grids (3D cubes show three orthogonal mid-slices).
     """
 
@@ -163,8 +174,14 @@ class MultiScaleGAN(GANFamily):
     config_class = MultiScaleConfig
     ema_names = ("generator",)
     config: MultiScaleConfig
-    #: classes of a class-conditional model (0: labels are ignored); set by :meth:`setup`
-    num_classes = 0
+    #: images (``model.image_key: image``); or the targets of paired / mask data
+    #: (``image_key: target``, conditioned on ``condition_key: source``)
+    data_formats = IMAGE_FORMATS | {"paired"} | MASK_FORMATS
+    tiled_volumes = True
+    tiny_settings = {
+        "levels": 1, "latent_dim": 3, "g0_channels": 4, "g_channels": 4, "d_channels": 4,
+        "res_blocks": 1, "patch_size": 8, "tile": 16, "overlap": 4,
+    }  # fmt: skip
 
     def setup(self, training: bool) -> None:
         cfg, data = self.config, self.data
@@ -246,7 +263,7 @@ class MultiScaleGAN(GANFamily):
         return cond
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        cfg, ctx, levels = self.config, self.context, self.levels
+        cfg, ctx = self.config, self.context
         if cfg.image_key not in batch:
             raise ConfigError(
                 f"model.image_key={cfg.image_key!r} but the batch has only {', '.join(batch)}"
@@ -258,33 +275,11 @@ class MultiScaleGAN(GANFamily):
             self._grid_conditions = cond[: cfg.grid_size].detach().cpu()
         n = real.shape[0]
         with torch.no_grad():
-            reals = [downsample(real, 2 ** (levels - lvl)) for lvl in range(levels + 1)]
-            conds = [
-                None if cond is None else downsample(cond, 2 ** (levels - lvl))
-                for lvl in range(levels + 1)
-            ]
-            ups, targets, cond_patches = [], [], []
-            for lvl in range(1, levels + 1):
-                size = self.patch_shapes[lvl]
-                picks = []
-                for _ in range(cfg.patches_per_volume):
-                    for i in range(n):
-                        start = tuple(
-                            2 * int(torch.randint(0, (s - p) // 2 + 1, ()))
-                            for s, p in zip(self.shapes[lvl], size, strict=True)
-                        )
-                        picks.append((i, start))
-                low = reals[lvl - 1]
-                ups.append(torch.stack([_upsampled_crop(low[i], s, size) for i, s in picks]))
-                targets.append(torch.stack([_crop(reals[lvl][i], s, size) for i, s in picks]))
-                c = conds[lvl]
-                cond_patches.append(
-                    None if c is None else torch.stack([_crop(c[i], s, size) for i, s in picks])
-                )
+            reals, conds, ups, targets, cond_patches = self._teacher_patches(real, cond)
         grid = tuple(s // NOISE_FACTOR for s in self.shapes[0])
         seeking = cfg.diversity_weight > 0  # level 0 also makes a second image per input
         noise = ctx.memory_format(noise_map(cfg.latent_dim, grid, 2 * n if seeking else n))
-        generator, discriminator = self.nets["generator"], self.nets["discriminator"]
+        generator = self.nets["generator"]
 
         def level0_batch(t: torch.Tensor | None) -> torch.Tensor | None:
             return torch.cat([t, t]) if seeking and t is not None else t
@@ -293,6 +288,7 @@ class MultiScaleGAN(GANFamily):
             fakes = generator(
                 noise, level0_batch(conds[0]), ups, cond_patches, level0_batch(labels)
             )
+        diversity = None
         if seeking:  # mode seeking: |G(z1) - G(z2)| / |z1 - z2|
             fakes[0], other = fakes[0][:n], fakes[0][n:]
             diversity = mode_seeking_ratio(fakes[0], other, noise[:n], noise[n:])
@@ -300,19 +296,78 @@ class MultiScaleGAN(GANFamily):
         for up, cp in zip(ups, cond_patches, strict=True):
             contexts.append(up if cp is None else torch.cat([up, cp], dim=1))
         reals_seen = [reals[0], *targets]
+        d_loss, d0_loss = self._discriminator_step(reals_seen, fakes, contexts, labels)
+        g_loss, l1 = self._generator_step(reals_seen, fakes, contexts, labels, cond, diversity)
+        losses = {
+            "d_loss": d_loss,
+            "d0_loss": d0_loss,
+            "g_loss": g_loss,
+            "l1": l1,
+            # voxel-wise spread of the level-0 batch: ~0 when level 0 makes one image only
+            "spread0": float(fakes[0].detach().float().std(dim=0).mean()) if n > 1 else 0.0,
+        }
+        if diversity is not None:
+            losses["diversity0"] = float(diversity.detach())
+        return losses
 
-        # discriminators: real and generated together, one pass over every level
+    def _teacher_patches(
+        self, real: torch.Tensor, cond: torch.Tensor | None
+    ) -> tuple[
+        list[torch.Tensor],
+        list[torch.Tensor | None],
+        list[torch.Tensor],
+        list[torch.Tensor],
+        list[torch.Tensor | None],
+    ]:
+        """Teacher forcing: the real images (and conditions) at every level, and for each
+        level >= 1 ``patches_per_volume`` random patches per image: the upsampled level below,
+        the real patch and the condition patch."""
+        cfg, levels, n = self.config, self.levels, real.shape[0]
+        reals = [downsample(real, 2 ** (levels - lvl)) for lvl in range(levels + 1)]
+        conds = [
+            None if cond is None else downsample(cond, 2 ** (levels - lvl))
+            for lvl in range(levels + 1)
+        ]
+        ups, targets, cond_patches = [], [], []
+        for lvl in range(1, levels + 1):
+            size = self.patch_shapes[lvl]
+            picks = []
+            for _ in range(cfg.patches_per_volume):
+                for i in range(n):
+                    start = tuple(
+                        2 * int(torch.randint(0, (s - p) // 2 + 1, ()))
+                        for s, p in zip(self.shapes[lvl], size, strict=True)
+                    )
+                    picks.append((i, start))
+            low = reals[lvl - 1]
+            ups.append(torch.stack([_upsampled_crop(low[i], s, size) for i, s in picks]))
+            targets.append(torch.stack([_crop(reals[lvl][i], s, size) for i, s in picks]))
+            c = conds[lvl]
+            cond_patches.append(
+                None if c is None else torch.stack([_crop(c[i], s, size) for i, s in picks])
+            )
+        return reals, conds, ups, targets, cond_patches
+
+    def _discriminator_step(
+        self,
+        reals: list[torch.Tensor],
+        fakes: list[torch.Tensor],
+        contexts: list[torch.Tensor | None],
+        labels: torch.Tensor | None,
+    ) -> tuple[float, float]:
+        """Every level's discriminator on real and generated images together, one pass;
+        returns the summed loss and level 0's."""
+        cfg, ctx = self.config, self.context
         with ctx.autocast():
             both = [
-                torch.cat([r, f.detach().to(r.dtype)])
-                for r, f in zip(reals_seen, fakes, strict=True)
+                torch.cat([r, f.detach().to(r.dtype)]) for r, f in zip(reals, fakes, strict=True)
             ]
             both_ctx = [None if c is None else torch.cat([c, c]) for c in contexts]
             both[0], both_ctx[0] = self._augment0(both[0], both_ctx[0])
             both_ctx[0] = self._with_labels(
                 both_ctx[0], None if labels is None else torch.cat([labels, labels]), both[0]
             )
-            scores = discriminator(both, both_ctx)
+            scores = self.nets["discriminator"](both, both_ctx)
             d_losses = [
                 discriminator_loss(cfg.loss, s[: len(s) // 2], s[len(s) // 2 :]) for s in scores
             ]
@@ -320,9 +375,21 @@ class MultiScaleGAN(GANFamily):
         assert isinstance(d_loss, torch.Tensor)
         ctx.backward(d_loss)
         ctx.step(self.optimizers["discriminator"])
+        return float(d_loss.detach()), float(d_losses[0].detach())
 
-        # generators: adversarial + L1, through the frozen plain discriminators
-        with frozen(unwrap(discriminator)) as critic:
+    def _generator_step(
+        self,
+        reals: list[torch.Tensor],
+        fakes: list[torch.Tensor],
+        contexts: list[torch.Tensor | None],
+        labels: torch.Tensor | None,
+        cond: torch.Tensor | None,
+        diversity: torch.Tensor | None,
+    ) -> tuple[float, float]:
+        """Adversarial + L1 (+ mode seeking) through the frozen plain discriminators; returns
+        the generator loss and the L1 term."""
+        cfg, ctx = self.config, self.context
+        with frozen(unwrap(self.nets["discriminator"])) as critic:
             with ctx.autocast():
                 seen, seen_ctx = list(fakes), list(contexts)
                 seen[0], seen_ctx[0] = self._augment0(fakes[0], contexts[0])
@@ -330,26 +397,16 @@ class MultiScaleGAN(GANFamily):
                 g_adv = sum(generator_loss(cfg.loss, s) for s in critic(seen, seen_ctx))
                 first = 0 if cond is not None else 1
                 l1 = sum(
-                    (fakes[lvl].float() - reals_seen[lvl].float()).abs().mean()
-                    for lvl in range(first, levels + 1)
+                    (fakes[lvl].float() - reals[lvl].float()).abs().mean()
+                    for lvl in range(first, self.levels + 1)
                 )
                 g_loss = g_adv + cfg.l1_weight * l1
-                if seeking:
+                if diversity is not None:
                     g_loss = g_loss + cfg.diversity_weight / (diversity + 1e-5)
             assert isinstance(g_loss, torch.Tensor) and isinstance(l1, torch.Tensor)
             ctx.backward(g_loss)
             ctx.step(self.optimizers["generator"])
-        losses = {
-            "d_loss": float(d_loss.detach()),
-            "d0_loss": float(d_losses[0].detach()),
-            "g_loss": float(g_loss.detach()),
-            "l1": float(l1.detach()),
-            # voxel-wise spread of the level-0 batch: ~0 when level 0 makes one image only
-            "spread0": float(fakes[0].detach().float().std(dim=0).mean()) if n > 1 else 0.0,
-        }
-        if seeking:
-            losses["diversity0"] = float(diversity.detach())
-        return losses
+        return float(g_loss.detach()), float(l1.detach())
 
     def _labels(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         if not self.num_classes:
@@ -393,6 +450,67 @@ class MultiScaleGAN(GANFamily):
     def tile_settings(self) -> TileSettings:
         cfg = self.config
         return TileSettings(cfg.tile, cfg.overlap, cfg.tile_batch, cfg.ramp)
+
+    def tiled_grid(self, size: Sequence[int]) -> tuple[int, ...]:
+        """``size`` rounded up to multiples of level 0's unit, ``4 * 2**levels``."""
+        unit = NOISE_FACTOR * 2**self.levels
+        return tuple(math.ceil(s / unit) * unit for s in size)
+
+    def refine_factors(self) -> tuple[int, ...]:
+        """2, 4, ... up to ``2**levels``: the top ``k`` refiners refine by ``2**k``."""
+        return tuple(2**k for k in range(1, self.levels + 1))
+
+    def sample_tiled(
+        self,
+        out: np.ndarray,
+        *,
+        generator: torch.Generator | None = None,
+        label: int | None = None,
+        condition: np.ndarray | None = None,
+        start: np.ndarray | None = None,
+        settings: TileSettings | None = None,
+        scratch: Scratch | None = None,
+        precision: Precision = "fp32",
+        progress: bool = False,
+    ) -> None:
+        """One image of ``out``'s grid through the tiled pipeline (see
+        :meth:`GANFamily.sample_tiled`); with ``start``, only the top refiners run."""
+        autocast, channels_last = precision_context(precision, self.context.device)
+        if channels_last:
+            fmt = torch.channels_last if self.data.spatial_dims == 2 else torch.channels_last_3d
+            self.inference_generator().to(memory_format=fmt)  # type: ignore[call-overload]
+        net = self.inference_generator()
+        size = tuple(out.shape[1:])
+        if start is not None:
+            if net.cond_channels:
+                raise ConfigError(
+                    "refining a given volume works with unconditional models; generate from "
+                    "a condition instead"
+                )
+            k = round(math.log2(size[0] / start.shape[1])) if start.shape[1] else 0
+            if 2**k not in self.refine_factors():
+                raise ConfigError(
+                    f"a start image of shape {tuple(start.shape[1:])} cannot be refined to "
+                    f"{size}: this model refines by "
+                    f"{', '.join(map(str, self.refine_factors()))}"
+                )
+            # the start volume stands for level (levels - k); only the top k refiners run
+            net = TopLevels(net, k)
+        synthesize(
+            net,
+            size,
+            noise=generator,
+            condition=condition,
+            label=(label or 0) if self.num_classes and start is None else label,
+            start=start,
+            settings=settings or self.tile_settings(),
+            scratch=scratch,
+            out=out,
+            device=self.context.device,
+            autocast=autocast,
+            channels_last=channels_last,
+            progress=progress,
+        )
 
     @torch.no_grad()
     def sample(

@@ -8,7 +8,7 @@ discriminator's features on the real and the translated pair (Armanious et al. 2
 
 Batches are ``{"source", "target"}`` tensors in [-1, 1] (``data.format: paired``). The model's
 ``DataInfo`` carries the target's intensity map as ``intensity_map`` and the source's as
-``source_intensity_map``; :mod:`medisynth.translate` applies a trained model to files.
+``source_intensity_map``; :mod:`medisynth.apply.translate` applies a trained model to files.
 
 >>> import torch
 >>> from medisynth.gans.base import DataInfo
@@ -23,7 +23,7 @@ torch.Size([2, 1, 16, 16])
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -31,7 +31,7 @@ from torch import nn
 
 from medisynth.errors import ConfigError
 from medisynth.gans.augment import augment_pair
-from medisynth.gans.base import GANFamily, frozen, unwrap
+from medisynth.gans.base import MASK_FORMATS, GANFamily, Task, frozen, unwrap
 from medisynth.losses import (
     discriminator_loss,
     feature_matching_loss,
@@ -53,6 +53,7 @@ class ImageToImageFamily(GANFamily):
     sources kept from the first training batch, and :meth:`translate` maps given images.
     """
 
+    task: ClassVar[Task] = "translate"
     ema_names = ("generator",)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -122,7 +123,7 @@ class ImageToImageFamily(GANFamily):
         """Map source-domain images in [-1, 1] ``(N, C, *spatial)`` to the target domain (CPU,
         float32), with the averaged generator when the engine kept one. A model with
         ``noise_channels`` draws fresh noise per image (from ``generator`` when given); a model
-        with a source prior takes it as the last channel (``medisynth.translate`` adds it)."""
+        with a source prior takes it as the last channel (``medisynth.apply.translate`` adds it)."""
         expected = 2 + self.data.spatial_dims
         if images.ndim != expected or images.shape[1] != self.input_channels:
             raise ConfigError(
@@ -149,13 +150,10 @@ class ImageToImageFamily(GANFamily):
         labels: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Translations of the first ``n`` monitoring sources (a translation model draws no
-        noise; use :meth:`translate` on your own images)."""
+        """Outputs for the first ``n`` monitoring sources (a translation model draws no noise:
+        the apply layer calls :meth:`translate` on your own images; ``task`` says so)."""
         if not self.grid_pairs:
-            raise ConfigError(
-                f"a {self.config.family} model translates images and cannot sample from noise; "
-                "use `medisynth translate MODEL INPUT -o OUTPUT`"
-            )
+            raise self.unable("sample from noise")
         return self.translate(self.grid_pairs["source"][:n], generator=generator)
 
     def sample_grid(self) -> tuple[torch.Tensor, int]:
@@ -276,6 +274,13 @@ class Pix2Pix(ImageToImageFamily):
 
     config_class = Pix2PixConfig
     config: Pix2PixConfig
+    data_formats = frozenset({"paired"}) | MASK_FORMATS
+    tiny_settings = {"g_channels": 4, "g_depth": 2, "d_channels": 4, "d_layers": 2}
+
+    @property
+    def input_multiple(self) -> int:
+        """Image sides the U-Net takes are multiples of ``2 ** g_depth``."""
+        return int(2**self.config.g_depth)
 
     def setup(self, training: bool) -> None:
         cfg, data = self.config, self.data

@@ -14,7 +14,7 @@ Training needs only high-resolution images: any data format that gives ``{"image
 low-resolution input by *area* downsampling: the mean of every ``scale``-wide block of pixels
 (average pooling, in the [-1, 1] domain; the intensity map is affine, so this is the same as
 averaging in source units). Image sides must be divisible by ``scale``. The model's
-``DataInfo`` describes the high-resolution images; :mod:`medisynth.enhance` applies a trained
+``DataInfo`` describes the high-resolution images; :mod:`medisynth.apply.enhance` applies a trained
 model to files.
 
 >>> import torch
@@ -35,7 +35,7 @@ import torch
 from pydantic import Field
 
 from medisynth.errors import ConfigError
-from medisynth.gans.base import frozen, unwrap
+from medisynth.gans.base import IMAGE_FORMATS, frozen, unwrap
 from medisynth.gans.pix2pix import GRID_IMAGES, ImageToImageFamily
 from medisynth.losses import discriminator_loss, feature_matching_loss, generator_loss
 from medisynth.nets.patchgan import PatchDiscriminator
@@ -92,6 +92,10 @@ class SRGAN(ImageToImageFamily):
 
     config_class = SRGANConfig
     config: SRGANConfig
+    task = "super_resolve"
+    #: high-resolution images: ``{"image"}`` batches, or the targets of paired data
+    data_formats = IMAGE_FORMATS | {"paired"}
+    tiny_settings = {"g_channels": 4, "n_blocks": 1, "d_channels": 4, "d_layers": 2}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -227,21 +231,6 @@ class SRGAN(ImageToImageFamily):
         source, target = self.grid_pairs["source"], self.grid_pairs["target"]
         rows = [upsample(source, self.scale).clamp(-1, 1), self.translate(source), target]
         return torch.cat(rows), len(source)
-
-    def sample(
-        self,
-        n: int,
-        labels: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Super-resolved monitoring images (an SR model draws no noise; use
-        :meth:`translate` or ``medisynth enhance`` on your own images)."""
-        if not self.grid_pairs:
-            raise ConfigError(
-                "an srgan model super-resolves images and cannot sample from noise; "
-                "use `medisynth enhance MODEL INPUT -o OUTPUT`"
-            )
-        return self.translate(self.grid_pairs["source"][:n])
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "steps_done": self.steps_done}

@@ -2,7 +2,7 @@
 class-balanced sampling weights.
 
 The data themselves are read by the loaders of :mod:`medisynth.data.formats`
-(:func:`~medisynth.data.formats.load_training_data`, still importable from here).
+(:func:`~medisynth.data.formats.load_training_data`).
 
 >>> sampler = EpochBatchSampler(10, batch_size=4, seed=0)
 >>> first = [b for _, b in zip(range(3), sampler)]
@@ -18,11 +18,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch.utils.data import Sampler
 
-from medisynth.data.formats import load_training_data
-from medisynth.data.resize import resize_images
 from medisynth.errors import ConfigError
-
-__all__ = ["EpochBatchSampler", "class_balanced_weights", "load_training_data", "resize_images"]
 
 
 def class_balanced_weights(labels: Sequence[int] | torch.Tensor) -> torch.Tensor:

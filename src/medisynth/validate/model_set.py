@@ -92,7 +92,7 @@ def synthetic_from_model(
 ) -> tuple[ImageSet, dict[str, Any]]:
     """Generate (in memory) as many images as ``train`` (else ``real``) holds, in its class
     balance for a conditional model, at the real images' size; and how they were made."""
-    from medisynth.generate import generate_arrays, output_class_names
+    from medisynth.apply.generate import generate_arrays, output_class_names
 
     _check_model(package, real)
     name, spatial = model_name(package), tuple(real.images.shape[2:])

@@ -1,9 +1,10 @@
 """Synthetic image + mask pairs from a mask -> image model (``medisynth generate --masks``).
 
-A mask -> image model is pix2pix trained on ``data.format: image_mask`` (label maps in, images
-out). :func:`synthesise` applies it to label maps of any size (fully convolutional: the one-hot
-map is edge-padded to a multiple of ``2 ** g_depth`` and the output cropped back), with fresh
-noise per image when the model has ``noise_channels`` (a seed gives the same images).
+A mask -> image model is a translating family (``task = "translate"``, e.g. pix2pix) trained on
+``data.format: image_mask`` (label maps in, images out). :func:`synthesise` applies it to label
+maps of any size (fully convolutional: the one-hot map is edge-padded to a multiple of the
+family's ``input_multiple``, ``2 ** g_depth`` for pix2pix, and the output cropped back), with
+fresh noise per image when the model has ``noise_channels`` (a seed gives the same images).
 :func:`generate_pairs` writes a dataset that ``medisynth validate --synthetic ...
 --synthetic-masks ...`` and segmentation training read:
 
@@ -28,22 +29,22 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from medisynth.apply.common import Model, generation_record, open_package
+from medisynth.data.image_mask import mask_plane, read_files
 from medisynth.data.masks import as_labels, one_hot
 from medisynth.errors import ConfigError
-from medisynth.output_set import OutputSet, model_name, output_dtype
-from medisynth.package import ModelPackage, load_package, software_versions
-
-if TYPE_CHECKING:
-    from medisynth.gans.pix2pix import ImageToImageFamily
+from medisynth.gans import families_for
+from medisynth.gans.base import GANFamily
+from medisynth.output_set import OutputSet, output_dtype
+from medisynth.package import ModelPackage
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +61,12 @@ class PairsResult:
     files: list[str] = field(default_factory=list)
 
 
-def mask_family(package: ModelPackage) -> ImageToImageFamily:
-    """The package's image-to-image family, checked to take label maps."""
-    from medisynth.gans.pix2pix import ImageToImageFamily
-
-    if not package.data.mask_labels or not isinstance(package.family, ImageToImageFamily):
+def mask_family(package: ModelPackage) -> GANFamily:
+    """The package's family, checked to translate label maps into images."""
+    if not package.data.mask_labels or package.family.task != "translate":
+        makers = " or ".join(families_for(task="translate", data_format="image_mask"))
         raise ConfigError(
-            f"{package.path} is not a mask -> image model (train pix2pix on "
+            f"{package.path} is not a mask -> image model (train {makers} on "
             "data.format: image_mask); --masks needs one"
         )
     return package.family
@@ -91,7 +91,7 @@ def synthesise(
         )
     assert package.data.mask_labels is not None
     source = one_hot(labels, package.data.mask_labels)
-    multiple = 2 ** int(getattr(package.config.model, "g_depth", 0))
+    multiple = family.input_multiple
     spatial = tuple(source.shape[2:])
     pads: list[int] = []
     for side in reversed(spatial):  # F.pad wants the last axis first
@@ -143,15 +143,13 @@ def transform_masks(
 
 def read_label_maps(path: str | os.PathLike[str]) -> tuple[list[np.ndarray], list[str]]:
     """Label maps (each ``(*S)`` int64) and their names from a mask file or folder."""
-    from medisynth.data.image_mask import mask_plane, read_files
-
     images = read_files(Path(path))
     maps = [as_labels(mask_plane(image), str(image.path)) for image in images]
     return maps, [Path(str(image.path)).name for image in images]
 
 
 def generate_pairs(
-    model: str | os.PathLike[str] | ModelPackage,
+    model: Model,
     masks: str | os.PathLike[str],
     out: str | os.PathLike[str],
     n: int | None = None,
@@ -171,7 +169,7 @@ def generate_pairs(
         raise ConfigError(f"unknown format {fmt!r} for image + mask pairs; use npz or png")
     if n is not None and n < 1:
         raise ConfigError(f"-n must be at least 1, got {n}")
-    package = model if isinstance(model, ModelPackage) else load_package(model)
+    package = open_package(model)
     mask_family(package)
     maps, names = read_label_maps(masks)
     total = n if n is not None else len(maps)
@@ -180,10 +178,10 @@ def generate_pairs(
     if fmt == "png" and package.data.spatial_dims != 2:
         raise ConfigError("png holds 2D images; use npz for a 3D model")
     width = max(6, len(str(total)))
+    stems = [f"synthetic_{index:0{width}d}.png" for index in range(1, total + 1)]
     if fmt == "npz":
         files = ["synthetic.npz"]
     else:
-        stems = [f"synthetic_{index:0{width}d}.png" for index in range(1, total + 1)]
         files = [f"{folder}/{stem}" for stem in stems for folder in ("images", "masks")]
     with OutputSet.begin(out, files, overwrite=overwrite) as output:
         rng = np.random.default_rng(seed)
@@ -195,45 +193,46 @@ def generate_pairs(
                 layout = transform_masks(layout, rng, elastic)
             images.append(synthesise(package, layout, noise)[0])
             layouts.append(layout[0])
-        data = package.data
-        if fmt == "npz":
-            from medisynth.export.npz import write_medmnist_npz
-
-            write_medmnist_npz(
-                output.path(files[0]),
-                np.stack(images),
-                np.zeros(total, np.int64),
-                dtype=output_dtype(data.source_dtype),
-                masks=np.stack(layouts).astype(np.uint8),
-            )
-        else:
-            from medisynth.export.png import PngStorage, png_storage, write_png
-
-            low, high = data.intensity_map.low, data.intensity_map.high
-            storage = png_storage(data.source_dtype, low, high)
-            for stem, image, layout in zip(stems, images, layouts, strict=True):
-                write_png(output.path(f"images/{stem}"), image, storage=storage)
-                write_png(output.path(f"masks/{stem}"), layout[None], storage=PngStorage("uint8"))
+        _write_pairs(package, fmt, output, files, stems, images, layouts)
         result = PairsResult(str(output.folder), fmt, total, files)
-        output.complete(
-            {
-                "format": fmt,
-                "count": total,
-                "files": files,
-                "model_id": model_name(package.card),
-                "model_fingerprint": package.card.get("data", {}).get("fingerprint", ""),
-                "mask_files": names,
-                "mask_labels": data.mask_labels,
-                "augment": {
-                    "flips_quarter_turns": augment,
-                    "elastic_px": elastic if augment else 0,
-                },
-                "seed": seed,
-                "intensity_map": data.intensity_map.to_dict(),
-                "synthetic": True,
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "versions": software_versions(),
-            }
+        augmented = {"flips_quarter_turns": augment, "elastic_px": elastic if augment else 0}
+        record = generation_record(
+            package,
+            seed,
+            mask_files=names,
+            mask_labels=package.data.mask_labels,
+            augment=augmented,
         )
+        output.complete({"format": fmt, "count": total, "files": files, **record})
     log.info("wrote %d synthetic image + mask pairs (%s) to %s", total, fmt, out)
     return result
+
+
+def _write_pairs(
+    package: ModelPackage,
+    fmt: str,
+    output: OutputSet,
+    files: Sequence[str],
+    stems: Sequence[str],
+    images: Sequence[np.ndarray],
+    layouts: Sequence[np.ndarray],
+) -> None:
+    """Write the images and their label maps of one set (npz, or PNG pairs)."""
+    data = package.data
+    if fmt == "npz":
+        from medisynth.export.npz import write_medmnist_npz
+
+        write_medmnist_npz(
+            output.path(files[0]),
+            np.stack(images),
+            np.zeros(len(images), np.int64),
+            dtype=output_dtype(data.source_dtype),
+            masks=np.stack(layouts).astype(np.uint8),
+        )
+        return
+    from medisynth.export.png import PngStorage, png_storage, write_png
+
+    storage = png_storage(data.source_dtype, data.intensity_map.low, data.intensity_map.high)
+    for stem, image, layout in zip(stems, images, layouts, strict=True):
+        write_png(output.path(f"images/{stem}"), image, storage=storage)
+        write_png(output.path(f"masks/{stem}"), layout[None], storage=PngStorage("uint8"))

@@ -12,7 +12,9 @@ Layout of ``OUT``::
 
 The folder is written by :class:`medisynth.output_set.OutputSet`: ``generation.json`` says
 ``"status": "incomplete"`` until the last file is written, so an interrupted run is never
-mistaken for a complete set.
+mistaken for a complete set. Only models whose family declares ``task = "sample"`` generate;
+with ``size``, models that sample in tiles make images of any size
+(:mod:`medisynth.apply.volumes`).
 
 >>> parse_class_balance("0.5,0.5", ["malignant", "benign"], 5)
 [3, 2]
@@ -28,16 +30,17 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import datetime, timezone
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from medisynth.apply.common import Model, generation_record, open_package, require_task
+from medisynth.apply.volumes import generate_volumes
 from medisynth.errors import ConfigError
 from medisynth.output_set import LABELS, GenerateResult, OutputSet, model_name, output_dtype
-from medisynth.package import ModelPackage, load_package, software_versions
+from medisynth.package import ModelPackage
 from medisynth.precision import Precision
 
 log = logging.getLogger(__name__)
@@ -199,14 +202,13 @@ def output_class_names(package: ModelPackage) -> list[str]:
 
 
 def _package_and_counts(
-    model: str | os.PathLike[str] | ModelPackage,
-    n: int | None,
-    class_balance: str | Sequence[float] | None,
+    model: Model, n: int | None, class_balance: str | Sequence[float] | None
 ) -> tuple[ModelPackage, list[int]]:
-    """The loaded package and the number of images per class to generate."""
+    """The loaded package (checked to sample from noise) and the number of images per class."""
     if n is not None and n < 1:
         raise ConfigError(f"-n must be at least 1, got {n}")
-    package = model if isinstance(model, ModelPackage) else load_package(model)
+    package = open_package(model)
+    require_task(package, "sample", "generate")
     class_names = output_class_names(package)
     if not package.conditional and class_balance:
         raise ConfigError("this model is unconditional (one class); drop --class-balance")
@@ -215,7 +217,7 @@ def _package_and_counts(
 
 
 def generate_arrays(
-    model: str | os.PathLike[str] | ModelPackage,
+    model: Model,
     n: int | None,
     class_balance: str | Sequence[float] | None = None,
     seed: int = 0,
@@ -255,7 +257,7 @@ def generate_arrays(
 
 
 def generate(
-    model: str | os.PathLike[str] | ModelPackage,
+    model: Model,
     n: int | None,
     out: str | os.PathLike[str],
     fmt: str = "png",
@@ -274,46 +276,24 @@ def generate(
         model: a model package folder (or a loaded :class:`ModelPackage`).
         n: number of images (may be omitted when ``class_balance`` gives counts).
         out: output folder; must be new or empty (``overwrite`` replaces an earlier generated set).
-        fmt: ``"png"``, ``"nifti"`` or ``"npz"``.
+        fmt: ``"png"``, ``"nifti"``, ``"npz"`` or ``"dicom"``.
         class_balance: see :func:`parse_class_balance`; default: equal classes.
         seed: noise seed; the same seed gives the same images.
-        size: output grid for multiscale models (any size, generated in tiles; NIfTI only).
+        size: output grid for models that sample in tiles (any size; NIfTI only; see
+            :func:`medisynth.apply.volumes.generate_volumes`).
         precision: with ``size``: ``"auto"``, ``"bf16"`` or ``"fp32"`` for the tiled networks.
     """
-    # --- multiscale models at an arbitrary size (--size): tiled, memmapped, one volume at a time
     if size is not None:
-        from medisynth.multiscale_inference import generate_volumes
-
         return generate_volumes(
-            model,
-            n,
-            out,
-            size,
-            seed=seed,
-            fmt=fmt,
-            overwrite=overwrite,
-            progress=progress,
+            model, n, out, size, seed=seed, fmt=fmt, overwrite=overwrite, progress=progress,
             precision=precision,
-        )
-    # --- end multiscale
+        )  # fmt: skip
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     package, counts = _package_and_counts(model, n, class_balance)
     class_names = output_class_names(package)
     total = sum(counts)
-    labels = np.repeat(np.arange(len(counts)), counts)
-    folders = [_safe_name(name) for name in class_names]
-    width = max(6, len(str(total)))
-    if fmt == "dicom":
-        names = [f"dicom/IM{index:05d}.dcm" for index in range(1, total + 1)]
-    elif fmt == "npz":
-        names = ["synthetic.npz"]
-    else:
-        suffix = ".png" if fmt == "png" else ".nii.gz"
-        names = [
-            f"{folders[label]}/synthetic_{index:0{width}d}{suffix}"
-            for index, label in enumerate(labels, start=1)
-        ]
+    names = _file_names(fmt, counts, class_names)
     labels_file = LABELS if fmt in ("png", "nifti") else None
     with OutputSet.begin(out, names, labels_file=labels_file, overwrite=overwrite) as output:
         values, labels = _sample(package, counts, seed, batch_size, progress)
@@ -328,22 +308,27 @@ def generate(
             labels_file=labels_file,
         )
         details = {key: value for key, value in result.to_dict().items() if key != "out_dir"}
-        output.complete(
-            {
-                **details,
-                "model_id": model_name(package.card),
-                "model_fingerprint": package.card.get("data", {}).get("fingerprint", ""),
-                "seed": seed,
-                "class_names": class_names,
-                "intensity_map": package.data.intensity_map.to_dict(),
-                "storage": storage_note,
-                "synthetic": True,
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "versions": software_versions(),
-            }
-        )
+        record = generation_record(package, seed, class_names=class_names, storage=storage_note)
+        output.complete({**details, **record})
     log.info("wrote %d synthetic images (%s) to %s: %s", total, fmt, out, class_counts)
     return result
+
+
+def _file_names(fmt: str, counts: Sequence[int], class_names: Sequence[str]) -> list[str]:
+    """The files of a set of ``counts[c]`` images of class ``c``, in class order."""
+    total = sum(counts)
+    if fmt == "dicom":
+        return [f"dicom/IM{index:05d}.dcm" for index in range(1, total + 1)]
+    if fmt == "npz":
+        return ["synthetic.npz"]
+    labels = np.repeat(np.arange(len(counts)), counts)
+    folders = [_safe_name(name) for name in class_names]
+    width = max(6, len(str(total)))
+    suffix = ".png" if fmt == "png" else ".nii.gz"
+    return [
+        f"{folders[label]}/synthetic_{index:0{width}d}{suffix}"
+        for index, label in enumerate(labels, start=1)
+    ]
 
 
 def _write_images(

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from medisynth.apply.mask2image import generate_pairs, synthesise, transform_masks
 from medisynth.cli import main
 from medisynth.config import RunConfig
 from medisynth.errors import ConfigError
-from medisynth.mask2image import generate_pairs, synthesise, transform_masks
 from medisynth.package import load_package
 from medisynth.training.engine import train
 from medisynth.validate.inputs import load_image_set

@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image as PILImage
 
+from medisynth.apply.generate import generate, largest_remainder, parse_class_balance
 from medisynth.cli import main
 from medisynth.config import RunConfig
 from medisynth.data.intensity import IntensityMap
@@ -20,7 +21,6 @@ from medisynth.data.io import read_medmnist
 from medisynth.errors import ConfigError
 from medisynth.gans import get_family
 from medisynth.gans.base import DataInfo
-from medisynth.generate import generate, largest_remainder, parse_class_balance
 from medisynth.package import save_package
 
 CLASSES = ["malignant", "benign"]

@@ -1,4 +1,5 @@
-"""Apply a super-resolution model (``srgan``) to files: the API of ``medisynth enhance``.
+"""Apply a super-resolution model (a family with ``task = "super_resolve"``: srgan) to files:
+the API of ``medisynth enhance``.
 
 A 2D model enhances a PNG/TIFF image, or a volume (NIfTI, MGH, DICOM series) slice by slice
 along the axis it was trained on (the in-plane axes are upsampled, the slice axis is kept); a 3D
@@ -8,7 +9,8 @@ intensity map (or, for MR percentile maps, the same percentiles refitted on the 
 output is mapped back to the input's units with the inverse of that map. Intensities outside the
 map's window are not cut off: the generator sees the clipped input, as in training, and its
 residual is added to the interpolation of the unclipped input; the output is kept within the
-input's own intensity range.
+input's own intensity range. Files go through the driver of :mod:`medisynth.apply.jobs`, shared
+with ``medisynth translate``.
 
 Geometry convention: the *field of view is kept*. Upsampling an axis by ``s`` divides its
 spacing by ``s``; the first voxel centre moves by ``-(s - 1) / (2 s)`` old voxels along that
@@ -29,38 +31,28 @@ training). Orientation (the affine's direction cosines) is unchanged.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from functools import partial
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from medisynth.data.image import Image
-from medisynth.data.intensity import IntensityMap
-from medisynth.errors import ConfigError, MedisynthError
-from medisynth.export.png import PngStorage, png_storage
-from medisynth.package import ModelPackage, load_package
-from medisynth.translate import (
+from medisynth.apply.common import Model, open_package, require_task
+from medisynth.apply.jobs import (
+    apply_to_files,
     check_batch_size,
-    check_modality,
-    input_jobs,
-    output_for,
-    require_finite_input,
+    check_input,
+    per_image,
     scaling_map,
     slice_axis,
-    warn_unchecked_modality,
-    write_output,
 )
-
-if TYPE_CHECKING:
-    from medisynth.gans.srgan import SRGAN
-
-log = logging.getLogger(__name__)
+from medisynth.data.image import Image
+from medisynth.data.intensity import IntensityMap
+from medisynth.export.png import PngStorage, png_storage
+from medisynth.gans.base import GANFamily
+from medisynth.nets.srresnet import upsample
+from medisynth.package import ModelPackage
 
 
 @dataclass
@@ -86,15 +78,8 @@ def upsampled_affine(affine: np.ndarray, scale: int, axes: Sequence[int]) -> np.
     return new
 
 
-def _family(package: ModelPackage) -> SRGAN:
-    from medisynth.gans.srgan import SRGAN
-
-    if not isinstance(package.family, SRGAN):
-        raise ConfigError(
-            f"{package.path} is a {package.config.model.family} model; enhance needs a "
-            "super-resolution model (srgan)"
-        )
-    return package.family
+def _family(package: ModelPackage) -> GANFamily:
+    return require_task(package, "super_resolve", "enhance")
 
 
 def input_map(package: ModelPackage, array: np.ndarray, scaling: str = "auto") -> IntensityMap:
@@ -121,37 +106,23 @@ def enhance_array(
     """
     check_batch_size(batch_size)
     family = _family(package)
-    data = package.data
     array = np.asarray(array, dtype=np.float32)
-    if array.ndim not in (3, 4) or array.shape[0] != data.channels:
-        raise ConfigError(
-            f"the model enhances images with {data.channels} channel(s), shaped (C, H, W) or "
-            f"(C, D, H, W); got an array {array.shape}"
-        )
-    image_dims = array.ndim - 1
-    if data.spatial_dims == 3 and image_dims == 2:
-        raise ConfigError("this is a 3D model; it enhances volumes, not 2D images")
-    require_finite_input(array)
+    check_input(package, array, package.data.channels, "enhances")
     mapping = replace(input_map(package, array, scaling), clip=False)
     scaled = torch.from_numpy(np.ascontiguousarray(mapping.forward(array), dtype=np.float32))
-    if data.spatial_dims == image_dims:
-        result = _super_resolve(family, scaled[None], batch_size)[0]
-    else:  # a 2D model on a volume: slices along the axis
-        axis = slice_axis(package, axis)
-        moved = scaled.movedim(axis + 1, 0)  # (S, C, H, W)
-        result = _super_resolve(family, moved, batch_size).movedim(0, axis + 1)
+    result = per_image(
+        package, scaled, axis, lambda batch: _super_resolve(family, batch, batch_size)
+    )
     package.require_finite(result, "super-resolution")
     values = np.asarray(mapping.inverse(result.numpy()), dtype=np.float32)
     low, high = float(np.nanmin(array)), float(np.nanmax(array))
     return np.clip(values, low, high)
 
 
-def _super_resolve(family: SRGAN, scaled: torch.Tensor, batch_size: int) -> torch.Tensor:
+def _super_resolve(family: GANFamily, scaled: torch.Tensor, batch_size: int) -> torch.Tensor:
     """The generator sees the input clipped to [-1, 1], as in training; intensities outside
     that window (bright tails, background below the MR percentiles) are not cut off: they keep
     their interpolated values, and the generator's learned residual is added on top."""
-    from medisynth.nets.srresnet import upsample
-
     clipped = scaled.clamp(-1.0, 1.0)
     out = []
     for start in range(0, len(scaled), batch_size):
@@ -202,7 +173,7 @@ def _png_storage(package: ModelPackage, image: Image, scaling: str) -> PngStorag
 
 
 def enhance(
-    model: str | os.PathLike[str] | ModelPackage,
+    model: Model,
     input_path: str | os.PathLike[str],
     output: str | os.PathLike[str],
     *,
@@ -214,37 +185,29 @@ def enhance(
 ) -> EnhanceResult:
     """Super-resolve a file, a DICOM series folder or a folder of images with ``model``.
 
-    Args:
-        model: a model package folder (``<run>/model``) or a loaded package.
-        input_path: an image/volume file, a DICOM series folder or a folder of image files.
-        output: the output file (its suffix picks the format: ``.nii.gz``, ``.png``, ``.npy``),
-            or, for a folder input, an output folder (same names, volumes as ``.nii.gz``).
-        axis: slice axis for a 2D model on volumes (default: the training axis).
-        modality: the input's modality when the file does not say.
-        overwrite: replace existing outputs (never done otherwise).
-        batch_size: slices per forward pass.
-        scaling: ``"auto"``, ``"model"`` or ``"input"`` (see :func:`input_map`).
+    The arguments are those of :func:`medisynth.apply.translate.translate` (the files go through
+    the same driver, :func:`medisynth.apply.jobs.apply_to_files`); ``scaling`` is ``"auto"``,
+    ``"model"`` or ``"input"`` (see :func:`input_map`). Outputs get the finer spacing.
     """
-    from medisynth.data.io import read_image
-
     check_batch_size(batch_size)
-    package = model if isinstance(model, ModelPackage) else load_package(model)
+    package = open_package(model)
     family = _family(package)
-    src, out = Path(input_path), Path(output)
-    result = EnhanceResult(model_id=str(package.card.get("model_id", "")), scale=family.scale)
-    description = f"medisynth enhanced: {package.card.get('model_id', 'srgan')}"
-    warn_unchecked_modality(package.data.intensity_map, package.path)
-    for path, target in input_jobs(src, out):
-        image = read_image(path, modality=modality)
-        check_modality(package.data.intensity_map, image, path)
-        target = output_for(path, target, out, image, overwrite)
-        try:
-            enhanced = enhance_image(package, image, axis, batch_size, scaling)
-        except MedisynthError as err:
-            raise ConfigError(f"{path}: {err}") from None
-        storage = partial(_png_storage, package, image, scaling)
-        write_output(target, enhanced.array, enhanced, description, storage)
-        result.outputs.append(str(target))
-        result.shapes.append(enhanced.spatial_shape)
-        log.info("enhanced %s -> %s (x%d)", path, target, family.scale)
-    return result
+    name = package.card.get("model_id", package.config.model.family)
+    jobs = apply_to_files(
+        package,
+        input_path,
+        output,
+        apply=lambda image: enhance_image(package, image, axis, batch_size, scaling),
+        png_storage=lambda image: _png_storage(package, image, scaling),
+        trained_on=package.data.intensity_map,
+        description=f"medisynth enhanced: {name}",
+        done=f"enhanced (x{family.scale})",
+        modality=modality,
+        overwrite=overwrite,
+    )
+    return EnhanceResult(
+        model_id=str(package.card.get("model_id", "")),
+        scale=family.scale,
+        outputs=[str(job.target) for job in jobs],
+        shapes=[job.output.spatial_shape for job in jobs],
+    )

@@ -11,19 +11,19 @@ import pytest
 import torch
 from PIL import Image as PILImage
 
+from medisynth.apply.enhance import enhance, enhance_array, upsampled_affine
 from medisynth.cli import main
 from medisynth.config import RunConfig, load_config
+from medisynth.data.formats import load_training_data
 from medisynth.data.intensity import IntensityMap
-from medisynth.enhance import enhance, enhance_array, upsampled_affine
 from medisynth.errors import ConfigError
 from medisynth.export.nifti import write_nifti
 from medisynth.gans import get_family
 from medisynth.gans.base import DataInfo
 from medisynth.nets.srresnet import upsample
 from medisynth.package import load_package, save_package
-from medisynth.training.data import load_training_data
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 WINDOW = IntensityMap(0.0, 100.0, kind="window", modality="MR")
 OBLIQUE = np.array(
@@ -43,7 +43,10 @@ def make_package(
     torch.manual_seed(0)
     settings = {"g_channels": 4, "d_channels": 4, "d_layers": 1}
     settings.update({"scale": scale, "n_blocks": 1} if family == "srgan" else {"g_depth": 2})
-    cfg = RunConfig.from_dict({"model": {"family": family, **settings}, "data": {"axis": axis}})
+    data_format = "medmnist" if family == "srgan" else "paired"  # what the family trains on
+    cfg = RunConfig.from_dict(
+        {"model": {"family": family, **settings}, "data": {"axis": axis, "format": data_format}}
+    )
     data = DataInfo(channels=1, spatial_shape=shape, intensity_map=intensity, source_dtype="uint8")
     if family != "srgan":
         data.source_intensity_map, data.source_channels = intensity, 1
@@ -223,7 +226,7 @@ def test_a_model_without_a_modality_warns_that_inputs_go_unchecked(
 ) -> None:
     path, _ = volume
     unlabelled = make_package(tmp_path / "m", intensity=IntensityMap(0.0, 100.0, kind="window"))
-    with caplog.at_level(logging.WARNING, logger="medisynth.translate"):
+    with caplog.at_level(logging.WARNING, logger="medisynth.apply.jobs"):
         enhance(unlabelled, path, tmp_path / "a.nii.gz", modality="CT")
         assert "does not record the modality it was trained on" in caplog.text
         caplog.clear()

@@ -12,18 +12,18 @@ import torch
 from PIL import Image as PILImage
 from skimage.exposure import match_histograms
 
+from medisynth.apply.translate import translate, translate_array
 from medisynth.cli import main
 from medisynth.config import RunConfig, load_config
+from medisynth.data.formats import load_training_data
 from medisynth.data.intensity import IntensityMap
 from medisynth.errors import MedisynthError
 from medisynth.export.nifti import write_nifti
 from medisynth.gans import get_family
 from medisynth.gans.base import DataInfo
 from medisynth.package import load_package, save_package
-from medisynth.training.data import load_training_data
-from medisynth.translate import translate, translate_array
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 TINY = {"family": "pix2pix", "g_channels": 4, "g_depth": 2, "d_channels": 4, "d_layers": 2}
 SOURCE_MAP = IntensityMap(0.0, 100.0, kind="window", modality="MR")
@@ -236,7 +236,7 @@ def test_a_model_without_a_modality_warns_that_inputs_go_unchecked(
 ) -> None:
     path, _, _ = volume
     unlabelled = make_package(tmp_path / "m", source_map=IntensityMap(0.0, 100.0, kind="window"))
-    with caplog.at_level(logging.WARNING, logger="medisynth.translate"):
+    with caplog.at_level(logging.WARNING, logger="medisynth.apply.jobs"):
         translate(unlabelled, path, tmp_path / "a.nii.gz", modality="CT")
         assert "does not record the modality it was trained on" in caplog.text
         caplog.clear()
