@@ -19,9 +19,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from medisynth.apply.generate import generate
 from medisynth.config import RunConfig
 from medisynth.errors import ConfigError
 from medisynth.files import atomic_write_text
+from medisynth.package import load_package
+from medisynth.training.engine import Trainer
+from medisynth.training.logging import save_image_grid
+from medisynth.validate.inputs import ImageSet
+from medisynth.validate.protocol import ValidateOptions, run_validation
+from medisynth.validate.report import write_html
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +73,6 @@ def run_demo(
 
     Returns the summary that is also written to ``summary.json``.
     """
-    from medisynth.apply.generate import generate
-    from medisynth.package import load_package
-    from medisynth.training.engine import Trainer
-    from medisynth.training.logging import save_image_grid
 
     out = Path(out_dir)
     config = _demo_config(out, minutes, steps, image_size, seed, progress)
@@ -182,9 +185,6 @@ def _validate(
 ) -> dict[str, Any]:
     """The validation report of the demo's synthetic set against its training slices
     (precision/recall/density/coverage and diversity on pixels: seconds, not minutes)."""
-    from medisynth.validate.inputs import ImageSet
-    from medisynth.validate.protocol import ValidateOptions, run_validation
-    from medisynth.validate.report import write_html
 
     result = run_validation(
         ImageSet("MNI152 view slices (training data)", real, real_labels, "uint8", fingerprint),
