@@ -50,7 +50,7 @@ from types import TracebackType
 from typing import Any
 
 from medisynth.errors import ConfigError, ReadError
-from medisynth.files import atomic_write_text, file_sha256
+from medisynth.files import atomic_write_text, file_sha256, temp_target
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +62,8 @@ COMPLETE = "complete"
 INCOMPLETE = "incomplete"
 #: stored types generated images keep; anything else is written as float32
 INTEGER_TYPES = ("uint8", "uint16", "int16")
-# what follows ".<file name>" in the hidden temp files of medisynth.files.atomic_path and of the
-# tiled generator's scratch memmaps (tempfile's 8 random characters, then the tag)
-_TEMP_TAIL = re.compile(r"\.[a-z0-9_]{8}\.(tmp.*|f32)")
+# the tiled generator's scratch memmaps beside a volume it writes (tempfile's 8 random characters)
+_SCRATCH_NAME = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.f32")
 
 
 class OutputFolderError(ConfigError):
@@ -218,8 +217,9 @@ def _member(folder: Path, name: str, source: str) -> Path:
 
 
 def _temp_files(paths: Iterable[Path]) -> list[Path]:
-    """Hidden temp files that atomic writes of ``paths`` left beside them (a killed run):
-    ``.<name>.<8 random characters>.tmp...`` or ``.f32`` in the same folder."""
+    """Hidden temp files that writes of ``paths`` left beside them (a killed run): the atomic
+    writer's (:func:`medisynth.files.temp_target`) and the tiled generator's scratch memmaps
+    (``.<name>.<8 random characters>.f32``) in the same folder."""
     wanted: dict[Path, set[str]] = {}
     for path in paths:
         wanted.setdefault(path.parent, set()).add(path.name)
@@ -228,11 +228,11 @@ def _temp_files(paths: Iterable[Path]) -> list[Path]:
         if not parent.is_dir() or parent.is_symlink():
             continue
         for entry in parent.iterdir():
-            text = entry.name
-            if not text.startswith(".") or entry.is_symlink() or not entry.is_file():
+            if entry.is_symlink() or not entry.is_file():
                 continue
-            cuts = [i for i, char in enumerate(text) if char == "." and i > 1]
-            if any(text[1:i] in names and _TEMP_TAIL.fullmatch(text[i:]) for i in cuts):
+            scratch = _SCRATCH_NAME.fullmatch(entry.name)
+            target = temp_target(entry.name) or (scratch["target"] if scratch else None)
+            if target in names:
                 found.append(entry)
     return sorted(found)
 
