@@ -108,6 +108,14 @@ def _resample(
     return np.sort(np.concatenate(parts))
 
 
+def check_interval_settings(n_resamples: int, level: float) -> None:
+    """ConfigError unless ``n_resamples >= 0`` (0: no intervals) and ``0 < level < 1``."""
+    if n_resamples < 0:
+        raise ConfigError(f"bootstrap resamples must be >= 0 (0 disables), got {n_resamples}")
+    if not 0.0 < level < 1.0:
+        raise ConfigError(f"confidence level must be in (0, 1), got {level}")
+
+
 def bootstrap_cis(
     statistic: Callable[..., Mapping[str, float]],
     sizes: int | Sequence[int],
@@ -141,10 +149,7 @@ def bootstrap_cis(
     >>> cis["min"]["ci_low"], cis["max"]["ci_high"]
     (0.0, 9.0)
     """
-    if n_resamples < 0:
-        raise ConfigError(f"bootstrap resamples must be >= 0 (0 disables), got {n_resamples}")
-    if not 0.0 < level < 1.0:
-        raise ConfigError(f"confidence level must be in (0, 1), got {level}")
+    check_interval_settings(n_resamples, level)
     if n_resamples == 0:
         return None
     sizes = [sizes] if isinstance(sizes, int) else list(sizes)

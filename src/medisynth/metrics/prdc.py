@@ -40,7 +40,15 @@ import numpy as np
 from scipy import stats
 
 from medisynth.errors import ConfigError
-from medisynth.metrics.bootstrap import CI_HIGH, CI_LOW, CONFIDENCE, LEVEL, N_RESAMPLES, RESAMPLES
+from medisynth.metrics.bootstrap import (
+    CI_HIGH,
+    CI_LOW,
+    CONFIDENCE,
+    LEVEL,
+    N_RESAMPLES,
+    RESAMPLES,
+    check_interval_settings,
+)
 from medisynth.metrics.neighbors import BLOCK_BYTES, knn, kth_neighbour_radius, pairwise_distances
 
 PRECISION = "precision"
@@ -129,10 +137,7 @@ class PRDCTerms:
         >>> terms.scores()["precision"], terms.intervals()["precision"]["ci_high"] > 0
         (0.0, True)
         """
-        if n_resamples < 0:
-            raise ConfigError(f"bootstrap resamples must be >= 0 (0 disables), got {n_resamples}")
-        if not 0.0 < level < 1.0:
-            raise ConfigError(f"confidence level must be in (0, 1), got {level}")
+        check_interval_settings(n_resamples, level)
         if n_resamples == 0:
             return None
         bounds = {
