@@ -94,8 +94,9 @@ def test_fleiss_kappa_on_a_hand_computed_table() -> None:
     # 4 images, 3 readers: all agree on 2 (real), 2 vs 1 on the others
     calls = {"i1": "rrr", "i2": "rrr", "i3": "rrs", "i4": "ssr"}
     answers = [
-        store.Answer(f"reader{k}", image, "real", None, "real" if c == "r" else "synthetic", 3,
-                     "", "")  # fmt: skip
+        store.Answer(
+            f"reader{k}", image, "real", None, "real" if c == "r" else "synthetic", 3, "", ""
+        )  # fmt: skip
         for image, row in calls.items()
         for k, c in enumerate(row)
     ]

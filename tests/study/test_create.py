@@ -115,7 +115,9 @@ def test_existing_folders_are_refused(tmp_path: Path, study: Path) -> None:
     assert (other / "keep.txt").read_text() == "mine"
 
 
-def test_bad_requests_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_requests_are_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     real, synthetic = write_sets(tmp_path, n=5)
     args = ["study", "create", "--real", real, "--synthetic", synthetic, "-o"]
     assert main([*args, str(tmp_path / "a"), "-n", "40"]) == 2

@@ -8,8 +8,7 @@ real. Accuracy comes with a Wilson 95% interval and a two-sided binomial test ag
 readers on the images every reader answered. An image's *fooled rate* is the fraction of readers
 who called that synthetic image real.
 
->>> from medisynth.study.store import Answer
->>> rows = [Answer("a", f"i{k}", t, None, t, 5, "", "") for k, t in enumerate(["real", "synthetic"])]
+>>> rows = [Answer("a", f"i{k}", t, None, t, 5, "", "") for k, t in enumerate(TRUTHS)]
 >>> summary = summarise(rows)["pooled"]
 >>> summary["accuracy"], summary["n"]
 (1.0, 2)
@@ -30,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from medisynth.files import atomic_path
-from medisynth.study.store import IMAGES, Answer, load_answers, open_study
+from medisynth.study.store import IMAGES, TRUTHS, Answer, load_answers, open_study
 
 #: the confidence interval level of every accuracy
 LEVEL = 0.95
@@ -60,9 +59,7 @@ def reader_stats(answers: Sequence[Answer]) -> dict[str, Any]:
     real = [a for a in answers if a.truth == "real"]
     truths = [a.truth == "synthetic" for a in answers]
     auc = (
-        float(roc_auc_score(truths, [rating(a) for a in answers]))
-        if 0 < sum(truths) < n
-        else None
+        float(roc_auc_score(truths, [rating(a) for a in answers])) if 0 < sum(truths) < n else None
     )
     stats |= {
         "accuracy": correct / n,
@@ -91,9 +88,7 @@ def fleiss(answers: Sequence[Answer]) -> dict[str, Any]:
     common = sorted(i for i, calls in by_image.items() if set(calls) == names)
     if len(names) < 2 or not common:
         return {"kappa": None, "images": len(common), "readers": len(names)}
-    table = np.array(
-        [[list(by_image[i].values()).count(c) for c in ("real", "synthetic")] for i in common]
-    )
+    table = np.array([[list(by_image[i].values()).count(c) for c in TRUTHS] for i in common])
     kappa = float(fleiss_kappa(table, method="fleiss"))
     return {"kappa": None if np.isnan(kappa) else kappa, "images": len(common),
             "readers": len(names)}  # fmt: skip
@@ -243,8 +238,12 @@ def _html(summary: dict[str, Any], answers: Sequence[Answer], images: Path) -> s
 <th>sensitivity</th><th>specificity</th><th>AUC</th></tr>{"".join(rows)}</table>
 <p>Fleiss' kappa: {fmt(kappa["kappa"])} ({kappa["readers"]} readers, {kappa["images"]} images
 answered by all)</p>
-{"<h2>Per class</h2><table><tr><th>class</th><th>n</th><th>accuracy</th><th>sensitivity</th>"
- "<th>specificity</th></tr>" + classes + "</table>" if classes else ""}
+{
+        "<h2>Per class</h2><table><tr><th>class</th><th>n</th><th>accuracy</th><th>sensitivity</th>"
+        "<th>specificity</th></tr>" + classes + "</table>"
+        if classes
+        else ""
+    }
 {plots}
 <h2>Most convincing synthetic images</h2>{gallery(fooled[:8])}
 <h2>Least convincing synthetic images</h2>{gallery(fooled[::-1][:8])}

@@ -58,7 +58,8 @@ _SCRIPT = """
 let zoom = 1;
 const img = document.getElementById('image');
 function setZoom(z) { zoom = Math.max(0.25, Math.min(16, z));
-  img.style.transform = 'scale(' + zoom + ')'; document.getElementById('zoom').textContent = zoom + 'x'; }
+  img.style.transform = 'scale(' + zoom + ')';
+  document.getElementById('zoom').textContent = zoom + 'x'; }
 document.getElementById('zin').onclick = () => setZoom(zoom * 2);
 document.getElementById('zout').onclick = () => setZoom(zoom / 2);
 document.addEventListener('keydown', (e) => {

@@ -76,7 +76,8 @@ def create_study(
             "give sets with the same number of channels",
         )
     size = (int(real_set.images.shape[2]), int(real_set.images.shape[3]))
-    bits = 8 if {real_set.source_dtype, synthetic_set.source_dtype} <= {"uint8", "bool"} else 16
+    eight_bit = {real_set.source_dtype, synthetic_set.source_dtype} <= {"uint8"}
+    bits = 8 if eight_bit else 16
     if real_set.images.shape[1] == 3:
         bits = 8  # PNG has no 16-bit RGB in Pillow
     chosen = {
@@ -86,7 +87,7 @@ def create_study(
             "synthetic": (synthetic_set, picks["synthetic"]),
         }.items()
     }
-    window = _window(chosen, bits)
+    window = _window(chosen, eight_bit)
     entries = [
         (truth, i, int(index))
         for truth in ("real", "synthetic")
@@ -137,11 +138,11 @@ def _resize(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def _window(chosen: dict[str, np.ndarray], bits: int) -> tuple[float, float]:
-    """One intensity window over the real and synthetic images together."""
-    if bits == 8 and all(a.min() >= 0 and a.max() <= 255 for a in chosen.values()):
-        if max(float(a.max()) for a in chosen.values()) > 1.0:
-            return 0.0, 255.0
+def _window(chosen: dict[str, np.ndarray], eight_bit: bool) -> tuple[float, float]:
+    """One intensity window over the real and synthetic images together (0..255 when both
+    sources are 8-bit)."""
+    if eight_bit:
+        return 0.0, 255.0
     low = min(float(a.min()) for a in chosen.values())
     high = max(float(a.max()) for a in chosen.values())
     if not high > low:
