@@ -43,7 +43,7 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
         f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         "<style>body{font-family:sans-serif;margin:1em}#view{overflow:auto;max-width:100%;"
         "max-height:75vh;border:1px solid #ccc}#view img{image-rendering:pixelated;"
-        "transform-origin:0 0}</style></head><body>"
+        "transform-origin:0 0;filter:url(#wl)}</style></head><body>"
         f"{body}</body></html>"
     )
     return HTMLResponse(text, status_code=status, headers=_PAGE_HEADERS)
@@ -61,6 +61,14 @@ function setZoom(z) { zoom = Math.max(0.25, Math.min(16, z));
   img.style.transform = 'scale(' + zoom + ')';
   document.getElementById('zoom').textContent = zoom + 'x'; }
 document.getElementById('zin').onclick = () => setZoom(zoom * 2);
+const ww = document.getElementById('ww'), wc = document.getElementById('wc');
+function setWindow() {  // display window/level: out = (in - (level - width / 2)) / width
+  const w = parseFloat(ww.value), c = parseFloat(wc.value);
+  for (const f of document.querySelectorAll('#wl feFuncR, #wl feFuncG, #wl feFuncB')) {
+    f.setAttribute('slope', 1 / w); f.setAttribute('intercept', -(c - w / 2) / w); } }
+ww.oninput = setWindow; wc.oninput = setWindow;
+function resetWindow() { ww.value = 1; wc.value = 0.5; setWindow(); }
+document.getElementById('wreset').onclick = resetWindow;
 document.getElementById('zout').onclick = () => setZoom(zoom / 2);
 document.addEventListener('keydown', (e) => {
   if (e.target.tagName === 'TEXTAREA') return;
@@ -70,6 +78,7 @@ document.addEventListener('keydown', (e) => {
   else if (k >= '1' && k <= '5') document.getElementById('c' + k).checked = true;
   else if (k === '+') setZoom(zoom * 2);
   else if (k === '-') setZoom(zoom / 2);
+  else if (k === '0') resetWindow();
   else if (k === 'enter') { e.preventDefault(); document.getElementById('form').requestSubmit(); }
 });
 document.getElementById('form').addEventListener('submit', () => {
@@ -114,7 +123,14 @@ def create_app(folder: str | Path) -> Starlette:
         )
         body = f"""<p>Reader {html.escape(reader)}: {progress}</p>
 <p><button type="button" id="zout">-</button> <span id="zoom">1x</span>
-<button type="button" id="zin">+</button></p>
+<button type="button" id="zin">+</button>
+<label>Window <input type="range" id="ww" min="0.05" max="1" step="0.01" value="1"></label>
+<label>Level <input type="range" id="wc" min="0" max="1" step="0.01" value="0.5"></label>
+<button type="button" id="wreset">Reset (0)</button></p>
+<svg width="0" height="0" style="position:absolute"><filter id="wl"
+color-interpolation-filters="sRGB"><feComponentTransfer><feFuncR type="linear" slope="1"
+intercept="0"/><feFuncG type="linear" slope="1" intercept="0"/><feFuncB type="linear" slope="1"
+intercept="0"/></feComponentTransfer></filter></svg>
 <div id="view"><img id="image" src="/r/{token}/image/{current}" alt="image"></div>
 <form id="form" method="post" action="/r/{token}/answer">
 <input type="hidden" name="image" value="{current}">
