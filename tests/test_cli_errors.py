@@ -231,6 +231,21 @@ CASES = [
     # ---- demo
     Case("demo-output-is-a-file", ("demo", "--out", "{file}"), "not a folder"),
     Case("demo-negative-minutes", ("demo", "--out", "{out}/d", "--minutes", "-1"), "--minutes"),
+    # ---- study
+    Case(
+        "study-create-too-few-images",
+        ("study", "create", "--real", SET, "--synthetic", SET, "-n", "40", "-o", "{out}/s"),
+        "the study needs 20",
+    ),
+    Case(
+        "study-create-output-is-a-file",
+        ("study", "create", "--real", SET, "--synthetic", SET, "-n", "4", "-o", "{file}"),
+        "already exists",
+    ),
+    Case("study-invite-no-role", ("study", "invite", "{out}"), "--reader NAME or --admin"),
+    Case("study-invite-not-a-study", ("study", "invite", "{out}", "--admin"), "not a reader study"),
+    Case("study-serve-not-a-study", ("study", "serve", "{out}"), "not a reader study"),
+    Case("study-analyze-not-a-study", ("study", "analyze", "{file}", "-o", "{out}"), "no study"),
 ]
 
 

@@ -443,6 +443,87 @@ def enhance(
     )
 
 
+# --------------------------------------------------------------------------- study
+study_app = typer.Typer(
+    help="Reader studies (visual Turing tests): create, invite, serve, analyze.",
+    no_args_is_help=True,
+)
+app.add_typer(study_app, name="study")
+
+
+@study_app.command("create")
+def study_create(
+    real: Annotated[str, typer.Option("--real", help="Real images (any set validate reads).")],
+    synthetic: Annotated[str, typer.Option("--synthetic", help="Synthetic images.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The new study folder.")],
+    n: Annotated[int, typer.Option("-n", help="Number of images in the study.")] = 100,
+    synthetic_fraction: Annotated[
+        float, typer.Option("--synthetic-fraction", help="Fraction of synthetic images.")
+    ] = 0.5,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the image draw.")] = 0,
+) -> None:
+    """Draw real and synthetic images and write a blinded study folder."""
+    from medisynth.study.create import create_study
+
+    result = create_study(real, synthetic, out, n, synthetic_fraction, seed)
+    typer.echo(
+        f"study {result.folder}: {result.n_real} real + {result.n_synthetic} synthetic images, "
+        f"{result.size[0]}x{result.size[1]} {result.bits}-bit PNG"
+    )
+
+
+@study_app.command("invite")
+def study_invite(
+    study: Annotated[Path, typer.Argument(help="The study folder.")],
+    reader: Annotated[
+        str | None, typer.Option("--reader", help="Reader name (a new token if known).")
+    ] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="Print a new admin link.")] = False,
+    base_url: Annotated[
+        str, typer.Option("--base-url", help="Where the study is served.")
+    ] = "http://127.0.0.1:8000",
+) -> None:
+    """Print a reader's personal link (or the admin link) with a new secret token."""
+    from medisynth.errors import ConfigError
+    from medisynth.study import store
+    from medisynth.study.app import link
+
+    if (reader is None) == (not admin):
+        raise ConfigError("give either --reader NAME or --admin")
+    conn = store.open_study(study)
+    try:
+        token = store.set_admin_token(conn) if admin else store.add_reader(conn, str(reader))
+    finally:
+        conn.close()
+    typer.echo(link(base_url, token, admin=admin))
+
+
+@study_app.command("serve")
+def study_serve(
+    study: Annotated[Path, typer.Argument(help="The study folder.")],
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port.")] = 8000,
+) -> None:
+    """Serve the study to its readers (127.0.0.1 unless --host says otherwise)."""
+    from medisynth.study.app import serve
+
+    serve(study, host=host, port=port)
+
+
+@study_app.command("analyze")
+def study_analyze(
+    study: Annotated[Path, typer.Argument(help="The study folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")],
+) -> None:
+    """Write report.json, answers.csv and report.html of a study's answers."""
+    from medisynth.study.analysis import analyze_study
+
+    summary = analyze_study(study, out)
+    pooled = summary["pooled"]
+    accuracy = "-" if pooled["accuracy"] is None else f"{pooled['accuracy']:.3f}"
+    typer.echo(f"{pooled['n']} answers, pooled accuracy {accuracy}; report in {out}")
+
+
 # --------------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit status: 0 done, 2 a usage or user error (one line

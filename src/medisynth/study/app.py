@@ -1,0 +1,238 @@
+"""The web app of a reader study (Starlette, server-rendered HTML and a little JavaScript).
+
+Routes (every one but the landing page needs a valid secret token in its path):
+
+- ``GET /``: the landing page (says nothing about the study);
+- ``GET /r/{token}``: the reader's next image, in their own seeded order (resumes where they
+  left off), with a progress bar, zoom, real/synthetic, confidence 1-5 and a comment;
+- ``GET /r/{token}/image/{id}``: an image of the study (ids only; identical headers for every
+  image);
+- ``POST /r/{token}/answer``: stores an answer (CSRF token checked; committed before the
+  response; a second answer on the same image is ignored);
+- ``GET /admin/{token}``: each reader's progress (admin token).
+
+Readers never see the truth or other readers' answers.
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+import sqlite3
+import threading
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from medisynth.study import store
+
+_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+_PAGE_HEADERS = {
+    **_HEADERS,
+    "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; "
+    "style-src 'unsafe-inline'; img-src 'self'; form-action 'self'",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    text = (
+        f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        "<style>body{font-family:sans-serif;margin:1em}#view{overflow:auto;max-width:100%;"
+        "max-height:75vh;border:1px solid #ccc}#view img{image-rendering:pixelated;"
+        "transform-origin:0 0;filter:url(#wl)}</style></head><body>"
+        f"{body}</body></html>"
+    )
+    return HTMLResponse(text, status_code=status, headers=_PAGE_HEADERS)
+
+
+def _denied() -> HTMLResponse:
+    return _page("Not found", "<p>Not found.</p>", status=404)
+
+
+_SCRIPT = """
+<script>
+let zoom = 1;
+const img = document.getElementById('image');
+function setZoom(z) { zoom = Math.max(0.25, Math.min(16, z));
+  img.style.transform = 'scale(' + zoom + ')';
+  document.getElementById('zoom').textContent = zoom + 'x'; }
+document.getElementById('zin').onclick = () => setZoom(zoom * 2);
+const ww = document.getElementById('ww'), wc = document.getElementById('wc');
+function setWindow() {  // display window/level: out = (in - (level - width / 2)) / width
+  const w = parseFloat(ww.value), c = parseFloat(wc.value);
+  for (const f of document.querySelectorAll('#wl feFuncR, #wl feFuncG, #wl feFuncB')) {
+    f.setAttribute('slope', 1 / w); f.setAttribute('intercept', -(c - w / 2) / w); } }
+ww.oninput = setWindow; wc.oninput = setWindow;
+function resetWindow() { ww.value = 1; wc.value = 0.5; setWindow(); }
+document.getElementById('wreset').onclick = resetWindow;
+document.getElementById('zout').onclick = () => setZoom(zoom / 2);
+document.addEventListener('keydown', (e) => {
+  if (e.target.tagName === 'TEXTAREA') return;
+  const k = e.key.toLowerCase();
+  if (k === 'r') document.getElementById('a-real').checked = true;
+  else if (k === 's') document.getElementById('a-synthetic').checked = true;
+  else if (k >= '1' && k <= '5') document.getElementById('c' + k).checked = true;
+  else if (k === '+') setZoom(zoom * 2);
+  else if (k === '-') setZoom(zoom / 2);
+  else if (k === '0') resetWindow();
+  else if (k === 'enter') { e.preventDefault(); document.getElementById('form').requestSubmit(); }
+});
+document.getElementById('form').addEventListener('submit', () => {
+  document.getElementById('submit').disabled = true; });
+</script>
+"""
+
+
+def create_app(folder: str | Path) -> Starlette:
+    """The app serving the study in ``folder`` (one SQLite connection, used under a lock)."""
+    folder = Path(folder)
+    conn = store.open_study(folder)
+    lock = threading.Lock()
+
+    def reader_of(request: Request) -> str | None:
+        with lock:
+            return store.reader_for_token(conn, request.path_params["token"])
+
+    async def landing(request: Request) -> Response:
+        return _page("Reader study", "<p>Open the personal link you were given.</p>")
+
+    async def reader_page(request: Request) -> Response:
+        reader = reader_of(request)
+        if reader is None:
+            return _denied()
+        token = request.path_params["token"]
+        with lock:
+            order = store.reader_order(conn, reader)
+            done = store.answered(conn, reader)
+            csrf = store.csrf_token(conn, reader)
+        current = next((i for i in order if i not in done), None)
+        progress = (
+            f'<progress value="{len(done)}" max="{len(order)}"></progress> '
+            f"{len(done)} / {len(order)}"
+        )
+        if current is None:
+            return _page("Done", f"<p>{progress}</p><p>All images answered. Thank you.</p>")
+        confidence = " ".join(
+            f'<label><input type="radio" name="confidence" id="c{c}" value="{c}" required>'
+            f"{c}</label>"
+            for c in range(1, 6)
+        )
+        body = f"""<p>Reader {html.escape(reader)}: {progress}</p>
+<p><button type="button" id="zout">-</button> <span id="zoom">1x</span>
+<button type="button" id="zin">+</button>
+<label>Window <input type="range" id="ww" min="0.05" max="1" step="0.01" value="1"></label>
+<label>Level <input type="range" id="wc" min="0" max="1" step="0.01" value="0.5"></label>
+<button type="button" id="wreset">Reset (0)</button></p>
+<svg width="0" height="0" style="position:absolute"><filter id="wl"
+color-interpolation-filters="sRGB"><feComponentTransfer><feFuncR type="linear" slope="1"
+intercept="0"/><feFuncG type="linear" slope="1" intercept="0"/><feFuncB type="linear" slope="1"
+intercept="0"/></feComponentTransfer></filter></svg>
+<div id="view"><img id="image" src="/r/{token}/image/{current}" alt="image"></div>
+<form id="form" method="post" action="/r/{token}/answer">
+<input type="hidden" name="image" value="{current}">
+<input type="hidden" name="csrf" value="{csrf}">
+<p><label><input type="radio" name="answer" id="a-real" value="real" required> Real (R)</label>
+<label><input type="radio" name="answer" id="a-synthetic" value="synthetic"> Synthetic (S)
+</label></p>
+<p>Confidence (1 = guess, 5 = certain): {confidence}</p>
+<p><textarea name="comment" rows="2" cols="60" maxlength="2000"
+placeholder="Comment (optional)"></textarea></p>
+<p><button id="submit" type="submit">Submit (Enter)</button></p>
+</form>{_SCRIPT}"""
+        return _page("Reader study", body)
+
+    async def image(request: Request) -> Response:
+        reader = reader_of(request)
+        image_id = request.path_params["image_id"]
+        if reader is None or not store.IMAGE_ID.fullmatch(image_id):
+            return _denied()
+        with lock:
+            known = image_id in store.reader_order(conn, reader)
+        if not known:
+            return _denied()
+        data = (folder / store.IMAGES / f"{image_id}.png").read_bytes()
+        return Response(data, media_type="image/png", headers=_HEADERS)
+
+    async def answer(request: Request) -> Response:
+        reader = reader_of(request)
+        if reader is None:
+            return _denied()
+        form = await request.form()
+        with lock:
+            expected = store.csrf_token(conn, reader)
+        given = str(form.get("csrf", ""))
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            return _page("Forbidden", "<p>Invalid form token; reload the page.</p>", status=403)
+        image_id = str(form.get("image", ""))
+        call = str(form.get("answer", ""))
+        try:
+            confidence = int(str(form.get("confidence", "")))
+        except ValueError:
+            confidence = 0
+        comment = str(form.get("comment", ""))[:2000]
+        with lock:
+            known = store.IMAGE_ID.fullmatch(image_id) and image_id in store.reader_order(
+                conn, reader
+            )
+            if not known or call not in store.TRUTHS or not 1 <= confidence <= 5:
+                return _page("Bad request", "<p>Incomplete answer; go back.</p>", status=400)
+            try:
+                store.record_answer(conn, reader, image_id, call, confidence, comment)
+            except sqlite3.Error:
+                return _page("Error", "<p>The answer was not saved; try again.</p>", status=503)
+        return RedirectResponse(f"/r/{request.path_params['token']}", status_code=303)
+
+    async def admin(request: Request) -> Response:
+        with lock:
+            if not store.is_admin_token(conn, request.path_params["token"]):
+                return _denied()
+            total = len(store.image_ids(conn))
+            counts = dict(
+                conn.execute("SELECT reader, COUNT(*) FROM answers GROUP BY reader").fetchall()
+            )
+            names = store.readers(conn)
+            comments = conn.execute(
+                "SELECT reader, comment FROM answers WHERE comment != '' ORDER BY time DESC "
+                "LIMIT 100"
+            ).fetchall()
+        notes = "".join(
+            f"<tr><td>{html.escape(n)}</td><td>{html.escape(c)}</td></tr>" for n, c in comments
+        )
+        rows = "".join(
+            f"<tr><td>{html.escape(n)}</td><td>{counts.get(n, 0)} / {total}</td></tr>"
+            for n in names
+        )
+        body = (
+            f"<h1>Reader study</h1><p>{total} images, {len(names)} readers.</p>"
+            f"<table><tr><th>reader</th><th>answered</th></tr>{rows}</table>"
+            f"<h2>Comments</h2><table>{notes}</table>"
+            "<p>Statistics: <code>medisynth study analyze STUDY -o REPORT</code></p>"
+        )
+        return _page("Reader study admin", body)
+
+    routes = [
+        Route("/", landing),
+        Route("/r/{token}", reader_page),
+        Route("/r/{token}/image/{image_id}", image),
+        Route("/r/{token}/answer", answer, methods=["POST"]),
+        Route("/admin/{token}", admin),
+    ]
+    app = Starlette(routes=routes)
+    app.state.conn = conn
+    return app
+
+
+def serve(folder: str | Path, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve the study until interrupted (no access log: the paths hold the tokens)."""
+    import uvicorn
+
+    uvicorn.run(create_app(folder), host=host, port=port, access_log=False, log_level="warning")
+
+
+def link(base: str, token: str, admin: bool = False) -> str:
+    """The personal link of a reader (or the admin link) at ``base``."""
+    return f"{base.rstrip('/')}/{'admin' if admin else 'r'}/{token}"
