@@ -267,11 +267,16 @@ class StyleGAN(GANFamily):
         cfg = self.config
         gamma = self.r1_gamma(real.shape[0])
         real_in = self._augment(real.float()).detach().requires_grad_(True)
-        total = r1_penalty(discriminator(real_in, labels), real_in, gamma, cfg.r1_interval)
+        real_logits = discriminator(real_in, labels)
+        total = r1_penalty(real_logits, real_in, gamma, cfg.r1_interval)
+        # + 0 * logits: every parameter of D takes part in the backward pass (the output bias
+        # does not affect the gradient), as DistributedDataParallel requires
+        total = total + 0.0 * real_logits.float().sum()
         if cfg.loss == "relativistic":
             fake_in = self._augment(fake.float()).detach().requires_grad_(True)
             fake_logits = discriminator(fake_in, labels)
             total = total + r2_penalty(fake_logits, fake_in, gamma, cfg.r1_interval)
+            total = total + 0.0 * fake_logits.float().sum()
         return total
 
     def state_dict(self) -> dict[str, Any]:
