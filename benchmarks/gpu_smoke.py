@@ -5,7 +5,7 @@ on small synthetic data through the public API: a :class:`~medisynth.training.en
 with an in-memory dataset and the engine's precision choice (``auto``: bf16 autocast on GPUs
 with bf16, else fp16 with a gradient scaler; ``--precision fp16`` forces the scaler path). Its
 model package is then loaded onto the same device and applied as a user would: ``generate``
-(dcgan; multiscale also tiles a volume twice the training size), ``translate`` (pix2pix,
+(dcgan, style; multiscale also tiles a volume twice the training size), ``translate`` (pix2pix,
 cyclegan) or ``enhance`` (srgan). Checks: every step's losses finite, every output finite and
 of the expected shape. Prints training and application images/s per family (including the
 first steps' warm-up: a readiness check, not a benchmark). A registered family without an entry
@@ -105,6 +105,13 @@ SPECS: dict[str, Spec] = {
         "enhance", "medmnist", 2, 64, 16, 16,
         model={"scale": 2},
         tiny={"scale": 2, "g_channels": 4, "n_blocks": 1, "d_channels": 4, "d_layers": 2},
+    ),
+    # the lazy R1 penalty (float32 inside the mixed-precision step) every 4 or every step
+    "style": Spec(
+        "generate", "medmnist", 2, 64, 16, 32,
+        model={"r1_interval": 4},
+        tiny={"latent_dim": 8, "w_dim": 8, "channel_base": 64, "channel_max": 8,
+              "r1_interval": 1},
     ),
 }  # fmt: skip
 

@@ -35,10 +35,16 @@ def test_guide_commands_run(
         "train.steps=3",
         "train.batch_size=8",
         "train.progress=false",
-        "model.g_channels=4",
-        "model.d_channels=4",
-        "model.latent_dim=8",
     ]
+    tiny_model = {  # a tiny model of each family the guide trains
+        "dcgan": ["model.g_channels=4", "model.d_channels=4", "model.latent_dim=8"],
+        "style": [
+            "model.latent_dim=8",
+            "model.w_dim=8",
+            "model.channel_base=64",
+            "model.channel_max=8",
+        ],
+    }
     commands = guide_commands()
     assert any(c.startswith("medisynth generate") for c in commands)
     ran = 0
@@ -51,10 +57,12 @@ def test_guide_commands_run(
         assert words[0] == "medisynth", command
         args = words[1:]
         if args[0] == "train":
-            args += [part for item in quick for part in ("--set", item)]
+            settings = quick + tiny_model[load_config(args[1]).model.family]
+            args += [part for item in settings for part in ("--set", item)]
         assert main(args) == 0, command
         ran += 1
     assert ran >= 4
     assert (tmp_path / "synthetic-png" / "labels.csv").is_file()
     assert (tmp_path / "synthetic-npz" / "synthetic.npz").is_file()
     assert len(list((tmp_path / "synthetic-nifti").glob("*/*.nii.gz"))) == 20
+    assert len(list((tmp_path / "synthetic-style").glob("*/*.png"))) == 20

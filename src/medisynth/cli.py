@@ -132,6 +132,13 @@ def generate(
         "--precision",
         help="With --size: auto (bf16 where the CPU has it), bf16 or fp32.",
     ),
+    truncation: float | None = typer.Option(
+        None,
+        "--truncation",
+        metavar="PSI",
+        help="Style models: truncation psi in [0, 1], per class around its mean style "
+        "(1 = none; lower = more typical, less varied).",
+    ),
 ) -> None:
     """Generate a labelled synthetic dataset in the source's units."""
     from medisynth.apply.generate import generate as run_generate
@@ -141,8 +148,10 @@ def generate(
         from medisynth.apply.mask2image import generate_pairs
         from medisynth.errors import ConfigError
 
-        if class_balance is not None or size is not None:
-            raise ConfigError("--masks makes one image per mask; drop --class-balance/--size")
+        if class_balance is not None or size is not None or truncation is not None:
+            raise ConfigError(
+                "--masks makes one image per mask; drop --class-balance/--size/--truncation"
+            )
 
         pairs = generate_pairs(
             model, masks, out, n, fmt, seed=seed, augment=augment_masks, overwrite=overwrite
@@ -166,6 +175,7 @@ def generate(
         progress=True,
         size=grid,
         precision=resolve_inference_precision(precision),
+        truncation=truncation,
     )
     typer.echo(
         f"wrote {result.count} images ({result.format}) to {result.out_dir}: {result.class_counts}"

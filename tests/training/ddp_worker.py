@@ -15,11 +15,14 @@ from medisynth.training.engine import Trainer
 
 
 def main(out_dir: str, npz: str, model: str = "{}", batch_size: str = "8") -> None:
+    settings = json.loads(model)
+    # a tiny DCGAN unless the settings name another family (then they say it all)
+    tiny = {} if "family" in settings else {"g_channels": 8, "d_channels": 8, "latent_dim": 8}
     config = RunConfig.from_dict(
         {
             "seed": 3,
             "data": {"path": npz},
-            "model": {"g_channels": 8, "d_channels": 8, "latent_dim": 8, **json.loads(model)},
+            "model": {**tiny, **settings},
             "train": {
                 "steps": 4,
                 "batch_size": int(batch_size),

@@ -22,8 +22,21 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
     ("model", "batch_size"),
     # per-class networks with 2 images per process: some batches miss a class, so a class's
     # networks sit out a step on one process and not on the other
-    [({}, 8), ({"class_networks": "separate"}, 2)],
-    ids=["shared", "per-class"],
+    # style: several discriminator passes per step and a lazy R1 penalty every step, whose
+    # backward pass leaves D's output bias without a gradient unless the family includes it
+    [
+        ({}, 8),
+        ({"class_networks": "separate"}, 2),
+        (
+            {
+                "family": "style",
+                **{"latent_dim": 8, "w_dim": 8, "channel_base": 64, "channel_max": 8},
+                **{"r1_interval": 1, "loss": "relativistic", "ada_interval": 1},
+            },
+            4,
+        ),
+    ],
+    ids=["shared", "per-class", "style"],
 )
 def test_two_process_ddp_on_gloo(
     tmp_path: Path, tiny_npz: Path, model: dict, batch_size: int
@@ -52,7 +65,9 @@ def test_two_process_ddp_on_gloo(
         assert saved["result"]["status"] == "completed" and saved["result"]["steps"] == 4
     # different data and noise in each process, yet DDP kept the trained weights identical
     state0, state1 = ranks[0]["state"], ranks[1]["state"]
-    weights = [k for k in state0 if "running" not in k and "num_batches" not in k]
+    # buffers each process updates from its own batch (BatchNorm statistics, the mean styles)
+    local = ("running", "num_batches", "w_avg")
+    weights = [k for k in state0 if not any(word in k for word in local)]
     assert weights and all(torch.equal(state0[k], state1[k]) for k in weights)
     checkpoint = load_checkpoint(out / "checkpoints" / "last.pt")
     assert checkpoint["world_size"] == 2 and checkpoint["step"] == 4

@@ -39,6 +39,7 @@ from tqdm import tqdm
 from medisynth.apply.common import Model, generation_record, open_package, require_task
 from medisynth.apply.volumes import generate_volumes
 from medisynth.errors import ConfigError
+from medisynth.gans import family_names, get_family
 from medisynth.output_set import LABELS, GenerateResult, OutputSet, model_name, output_dtype
 from medisynth.package import ModelPackage
 from medisynth.precision import Precision
@@ -161,8 +162,10 @@ def _sample(
     batch_size: int,
     progress: bool,
     spatial_shape: Sequence[int] | None = None,
+    truncation: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Images in source units and labels, ``counts[c]`` of class ``c`` in class order."""
+    """Images in source units and labels, ``counts[c]`` of class ``c`` in class order
+    (``truncation``: the truncation psi, for families that declare it)."""
     total = int(sum(counts))
     labels = np.repeat(np.arange(len(counts)), counts)
     noise = torch.Generator().manual_seed(seed)
@@ -171,7 +174,10 @@ def _sample(
     for start in range(0, total, batch_size):
         part = labels[start : start + batch_size]
         label_tensor = torch.from_numpy(part) if package.conditional else None
-        images = package.family.sample(len(part), label_tensor, generator=noise)
+        if truncation is None:
+            images = package.family.sample(len(part), label_tensor, generator=noise)
+        else:
+            images = package.family.sample_truncated(len(part), label_tensor, noise, truncation)
         if spatial_shape is not None and tuple(images.shape[2:]) != tuple(spatial_shape):
             images = _resize(images, spatial_shape)
         chunks.append(package.to_source_units(images))
@@ -202,13 +208,28 @@ def output_class_names(package: ModelPackage) -> list[str]:
 
 
 def _package_and_counts(
-    model: Model, n: int | None, class_balance: str | Sequence[float] | None
+    model: Model,
+    n: int | None,
+    class_balance: str | Sequence[float] | None,
+    truncation: float | None = None,
 ) -> tuple[ModelPackage, list[int]]:
-    """The loaded package (checked to sample from noise) and the number of images per class."""
+    """The loaded package (checked to sample from noise, and to truncate when asked) and the
+    number of images per class."""
     if n is not None and n < 1:
         raise ConfigError(f"-n must be at least 1, got {n}")
+    if truncation is not None and not 0.0 <= truncation <= 1.0:
+        raise ConfigError(
+            f"--truncation {truncation}: give a psi within [0, 1] (1 = no truncation, "
+            "0 = each class's mean image)"
+        )
     package = open_package(model)
     require_task(package, "sample", "generate")
+    if truncation is not None and not package.family.truncation:
+        able = ", ".join(name for name in family_names() if get_family(name).truncation)
+        raise ConfigError(
+            f"--truncation: a {package.family.name()} model has no truncation trick (families "
+            f"with one: {able or 'none'}); drop --truncation"
+        )
     class_names = output_class_names(package)
     if not package.conditional and class_balance:
         raise ConfigError("this model is unconditional (one class); drop --class-balance")
@@ -224,6 +245,7 @@ def generate_arrays(
     batch_size: int = 256,
     progress: bool = False,
     spatial_shape: Sequence[int] | None = None,
+    truncation: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Synthetic images and labels in memory: what :func:`generate` would write, as arrays.
 
@@ -233,6 +255,7 @@ def generate_arrays(
             :func:`parse_class_balance`).
         spatial_shape: resample the images to this size ((bi/tri)linear, on the [-1, 1] values,
             before the inverse intensity map); default: the model's own size.
+        truncation: as for :func:`generate`.
 
     Returns:
         ``(images, labels)``: ``(n, C, *spatial)`` float32 in the training data's units (the
@@ -252,8 +275,8 @@ def generate_arrays(
     >>> images.shape, labels.tolist()
     ((5, 1, 12, 12), [0, 1, 1, 1, 1])
     """
-    package, counts = _package_and_counts(model, n, class_balance)
-    return _sample(package, counts, seed, batch_size, progress, spatial_shape)
+    package, counts = _package_and_counts(model, n, class_balance, truncation)
+    return _sample(package, counts, seed, batch_size, progress, spatial_shape, truncation)
 
 
 def generate(
@@ -268,6 +291,7 @@ def generate(
     progress: bool = False,
     size: Sequence[int] | None = None,
     precision: Precision = "auto",
+    truncation: float | None = None,
 ) -> GenerateResult:
     """Write ``n`` synthetic images with labels into the folder ``out`` (the API behind
     ``medisynth generate``).
@@ -282,7 +306,11 @@ def generate(
         size: output grid for models that sample in tiles (any size; NIfTI only; see
             :func:`medisynth.apply.volumes.generate_volumes`).
         precision: with ``size``: ``"auto"``, ``"bf16"`` or ``"fp32"`` for the tiled networks.
+        truncation: the truncation psi in [0, 1] for families that declare ``truncation``
+            (styles pulled towards each class's mean style; 0: the class's mean image).
     """
+    if size is not None and truncation is not None:
+        raise ConfigError("--truncation and --size do not go together; drop one of them")
     if size is not None:
         return generate_volumes(
             model, n, out, size, seed=seed, fmt=fmt, overwrite=overwrite, progress=progress,
@@ -290,13 +318,13 @@ def generate(
         )  # fmt: skip
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    package, counts = _package_and_counts(model, n, class_balance)
+    package, counts = _package_and_counts(model, n, class_balance, truncation)
     class_names = output_class_names(package)
     total = sum(counts)
     names = _file_names(fmt, counts, class_names)
     labels_file = LABELS if fmt in ("png", "nifti") else None
     with OutputSet.begin(out, names, labels_file=labels_file, overwrite=overwrite) as output:
-        values, labels = _sample(package, counts, seed, batch_size, progress)
+        values, labels = _sample(package, counts, seed, batch_size, progress, None, truncation)
         storage_note = _write_images(package, fmt, output, names, values, labels, class_names)
         class_counts = {name: int(c) for name, c in zip(class_names, counts, strict=True)}
         result = GenerateResult(
@@ -308,7 +336,10 @@ def generate(
             labels_file=labels_file,
         )
         details = {key: value for key, value in result.to_dict().items() if key != "out_dir"}
-        record = generation_record(package, seed, class_names=class_names, storage=storage_note)
+        extra = {} if truncation is None else {"truncation_psi": truncation}
+        record = generation_record(
+            package, seed, class_names=class_names, storage=storage_note, **extra
+        )
         output.complete({**details, **record})
     log.info("wrote %d synthetic images (%s) to %s: %s", total, fmt, out, class_counts)
     return result

@@ -30,6 +30,7 @@ FAMILIES: dict[str, str] = {
     "pix2pix": "medisynth.gans.pix2pix:Pix2Pix",
     "cyclegan": "medisynth.gans.cyclegan:CycleGAN",
     "srgan": "medisynth.gans.srgan:SRGAN",
+    "style": "medisynth.gans.style:StyleGAN",
 }
 
 

@@ -23,6 +23,8 @@ line ask the declaration instead of the family's name or class:
 * ``num_classes`` (0: unconditional) and ``conditional``: whether ``sample`` takes class labels;
 * ``tiled_volumes``: it samples images of any size in tiles, in bounded memory
   (:meth:`~GANFamily.sample_tiled`, ``medisynth generate --size``);
+* ``truncation``: it samples with the truncation trick (:meth:`~GANFamily.sample_truncated`,
+  ``medisynth generate --truncation``);
 * ``tiny_settings``: the settings of a tiny working model (the contract test in
   ``tests/gans/test_contract.py`` builds and trains one of every registered family).
 
@@ -182,6 +184,8 @@ class GANFamily(ABC):
     data_formats: ClassVar[frozenset[str]] = IMAGE_FORMATS
     #: samples images of any size in tiles (:meth:`sample_tiled`; ``generate --size``)
     tiled_volumes: ClassVar[bool] = False
+    #: samples with the truncation trick (:meth:`sample_truncated`; ``generate --truncation``)
+    truncation: ClassVar[bool] = False
     #: settings of a tiny working model of the family (model key -> value, ``family`` aside):
     #: what the contract test builds and trains on 16 x 16 images
     tiny_settings: ClassVar[dict[str, Any]] = {}
@@ -271,6 +275,17 @@ class GANFamily(ABC):
         ``generator`` (a seeded CPU ``torch.Generator``) makes the noise reproducible without
         touching the global random state.
         """
+
+    def sample_truncated(
+        self,
+        n: int,
+        labels: torch.Tensor | None,
+        generator: torch.Generator | None,
+        psi: float,
+    ) -> torch.Tensor:
+        """Families with ``truncation``: :meth:`sample` with every style pulled towards its
+        class's mean style by ``psi`` (1: no truncation, 0: the class's mean image)."""
+        raise self.unable("sample with truncation (generate --truncation)")
 
     @abstractmethod
     def sample_grid(self) -> tuple[torch.Tensor, int]:
