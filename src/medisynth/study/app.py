@@ -87,6 +87,54 @@ document.getElementById('form').addEventListener('submit', () => {
 """
 
 
+def _reader_body(reader: str, token: str, progress: str, current: str, csrf: str) -> str:
+    """The reading page: the image, zoom and window/level controls, and the answer form."""
+    confidence = " ".join(
+        f'<label><input type="radio" name="confidence" id="c{c}" value="{c}" required>{c}</label>'
+        for c in range(1, 6)
+    )
+    return f"""<p>Reader {html.escape(reader)}: {progress}</p>
+<p><button type="button" id="zout">-</button> <span id="zoom">1x</span>
+<button type="button" id="zin">+</button>
+<label>Window <input type="range" id="ww" min="0.05" max="1" step="0.01" value="1"></label>
+<label>Level <input type="range" id="wc" min="0" max="1" step="0.01" value="0.5"></label>
+<button type="button" id="wreset">Reset (0)</button></p>
+<svg width="0" height="0" style="position:absolute"><filter id="wl"
+color-interpolation-filters="sRGB"><feComponentTransfer><feFuncR type="linear" slope="1"
+intercept="0"/><feFuncG type="linear" slope="1" intercept="0"/><feFuncB type="linear" slope="1"
+intercept="0"/></feComponentTransfer></filter></svg>
+<div id="view"><img id="image" src="/r/{token}/image/{current}" alt="image"></div>
+<form id="form" method="post" action="/r/{token}/answer">
+<input type="hidden" name="image" value="{current}">
+<input type="hidden" name="csrf" value="{csrf}">
+<p><label><input type="radio" name="answer" id="a-real" value="real" required> Real (R)</label>
+<label><input type="radio" name="answer" id="a-synthetic" value="synthetic"> Synthetic (S)
+</label></p>
+<p>Confidence (1 = guess, 5 = certain): {confidence}</p>
+<p><textarea name="comment" rows="2" cols="60" maxlength="2000"
+placeholder="Comment (optional)"></textarea></p>
+<p><button id="submit" type="submit">Submit (Enter)</button></p>
+</form>{_SCRIPT}"""
+
+
+def _admin_body(
+    total: int, names: list[str], counts: dict[str, int], comments: list[tuple[str, str]]
+) -> str:
+    """The admin page: answers per reader and the latest comments (escaped)."""
+    notes = "".join(
+        f"<tr><td>{html.escape(n)}</td><td>{html.escape(c)}</td></tr>" for n, c in comments
+    )
+    rows = "".join(
+        f"<tr><td>{html.escape(n)}</td><td>{counts.get(n, 0)} / {total}</td></tr>" for n in names
+    )
+    return (
+        f"<h1>Reader study</h1><p>{total} images, {len(names)} readers.</p>"
+        f"<table><tr><th>reader</th><th>answered</th></tr>{rows}</table>"
+        f"<h2>Comments</h2><table>{notes}</table>"
+        "<p>Statistics: <code>medisynth study analyze STUDY -o REPORT</code></p>"
+    )
+
+
 def create_app(folder: str | Path) -> Starlette:
     """The app serving the study in ``folder`` (one SQLite connection, used under a lock)."""
     folder = Path(folder)
@@ -116,34 +164,7 @@ def create_app(folder: str | Path) -> Starlette:
         )
         if current is None:
             return _page("Done", f"<p>{progress}</p><p>All images answered. Thank you.</p>")
-        confidence = " ".join(
-            f'<label><input type="radio" name="confidence" id="c{c}" value="{c}" required>'
-            f"{c}</label>"
-            for c in range(1, 6)
-        )
-        body = f"""<p>Reader {html.escape(reader)}: {progress}</p>
-<p><button type="button" id="zout">-</button> <span id="zoom">1x</span>
-<button type="button" id="zin">+</button>
-<label>Window <input type="range" id="ww" min="0.05" max="1" step="0.01" value="1"></label>
-<label>Level <input type="range" id="wc" min="0" max="1" step="0.01" value="0.5"></label>
-<button type="button" id="wreset">Reset (0)</button></p>
-<svg width="0" height="0" style="position:absolute"><filter id="wl"
-color-interpolation-filters="sRGB"><feComponentTransfer><feFuncR type="linear" slope="1"
-intercept="0"/><feFuncG type="linear" slope="1" intercept="0"/><feFuncB type="linear" slope="1"
-intercept="0"/></feComponentTransfer></filter></svg>
-<div id="view"><img id="image" src="/r/{token}/image/{current}" alt="image"></div>
-<form id="form" method="post" action="/r/{token}/answer">
-<input type="hidden" name="image" value="{current}">
-<input type="hidden" name="csrf" value="{csrf}">
-<p><label><input type="radio" name="answer" id="a-real" value="real" required> Real (R)</label>
-<label><input type="radio" name="answer" id="a-synthetic" value="synthetic"> Synthetic (S)
-</label></p>
-<p>Confidence (1 = guess, 5 = certain): {confidence}</p>
-<p><textarea name="comment" rows="2" cols="60" maxlength="2000"
-placeholder="Comment (optional)"></textarea></p>
-<p><button id="submit" type="submit">Submit (Enter)</button></p>
-</form>{_SCRIPT}"""
-        return _page("Reader study", body)
+        return _page("Reader study", _reader_body(reader, token, progress, current, csrf))
 
     async def image(request: Request) -> Response:
         reader = reader_of(request)
@@ -199,20 +220,7 @@ placeholder="Comment (optional)"></textarea></p>
                 "SELECT reader, comment FROM answers WHERE comment != '' ORDER BY time DESC "
                 "LIMIT 100"
             ).fetchall()
-        notes = "".join(
-            f"<tr><td>{html.escape(n)}</td><td>{html.escape(c)}</td></tr>" for n, c in comments
-        )
-        rows = "".join(
-            f"<tr><td>{html.escape(n)}</td><td>{counts.get(n, 0)} / {total}</td></tr>"
-            for n in names
-        )
-        body = (
-            f"<h1>Reader study</h1><p>{total} images, {len(names)} readers.</p>"
-            f"<table><tr><th>reader</th><th>answered</th></tr>{rows}</table>"
-            f"<h2>Comments</h2><table>{notes}</table>"
-            "<p>Statistics: <code>medisynth study analyze STUDY -o REPORT</code></p>"
-        )
-        return _page("Reader study admin", body)
+        return _page("Reader study admin", _admin_body(total, names, counts, comments))
 
     routes = [
         Route("/", landing),
