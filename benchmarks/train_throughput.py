@@ -1,13 +1,24 @@
-"""Training throughput of medisynth's DCGAN vs the original DCGAN in plain fp32 eager PyTorch.
+"""Training throughput of medisynth's engine vs plain fp32 eager PyTorch, for a family's networks.
 
 Both do a full G+D step (one D update on real + generated images, one G update) at 64x64,
-batch 64, in the same process. "ours" is the engine's real step: the default recipe
+in the same process.
+
+``--family dcgan`` (default; batch 64): "ours" is the engine's real step: the default recipe
 (conditional BatchNorm G, spectral-norm projection D, hinge loss, DiffAugment, EMA update) with
 the engine's precision choice (bf16 autocast + channels_last on CPUs with native bf16).
 "reference" is Radford et al. (2015): G 100 -> 512x4x4 transposed-conv chain with BatchNorm +
 ReLU and tanh; D conv chain with LeakyReLU 0.2 and BatchNorm; BCE loss; Adam(2e-4, 0.5).
 
+``--family style`` (batch 32): "ours" is the engine's step of the style family (StyleGAN2-ADA
+recipe: logistic loss, lazy R1, style mixing, adaptive augmentation, EMA) with the engine's
+precision choice; "reference" is the same networks (default widths) in plain fp32 eager
+PyTorch: non-saturating logistic loss, no regularisation, mixing or augmentation, Adam(0.0025,
+(0, 0.99)).
+
     python benchmarks/train_throughput.py                 # throughput, ours vs reference
+    python benchmarks/train_throughput.py --family style --threads 1
+    python benchmarks/train_throughput.py --family style --threads 1 --size 32 --batch-size 64 \
+        --channel-base 512 --channel-max 64                # another width
     python benchmarks/train_throughput.py --loss-curves 500 --out bench-out
         # also: 500 steps fp32 vs mixed precision on real data; CSV + ASCII summary (+ PNG
         # when matplotlib is installed)
@@ -32,6 +43,7 @@ from medisynth.config import RunConfig
 from medisynth.data.datasets import LabeledImageDataset
 from medisynth.data.intensity import IntensityMap
 from medisynth.gans.base import DataInfo
+from medisynth.nets.style import StyleDiscriminator, StyleGenerator
 from medisynth.precision import cpu_has_native_bf16
 from medisynth.training.engine import Trainer, precision_name
 from medisynth.training.logging import read_metrics
@@ -107,6 +119,35 @@ class ReferenceStep:
         self.opt_g.step()
 
 
+class StyleReferenceStep:
+    """The style family's networks in a plain fp32 eager step (non-saturating logistic loss)."""
+
+    def __init__(
+        self, channels: int, size: int, widths: dict[str, int], classes: int = 2, z_dim: int = 128
+    ) -> None:
+        self.z_dim = z_dim
+        self.g = StyleGenerator(
+            z_dim=z_dim, num_classes=classes, resolution=size, img_channels=channels, **widths
+        )
+        self.d = StyleDiscriminator(
+            resolution=size, img_channels=channels, num_classes=classes, **widths
+        )
+        self.opt_g = torch.optim.Adam(self.g.parameters(), lr=0.0025, betas=(0.0, 0.99))
+        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=0.0025, betas=(0.0, 0.99))
+
+    def __call__(self, real: torch.Tensor, labels: torch.Tensor) -> None:
+        softplus = nn.functional.softplus
+        z = torch.randn(real.shape[0], self.z_dim)
+        self.opt_d.zero_grad(set_to_none=True)
+        fake = self.g(z, labels)
+        d_loss = softplus(self.d(fake.detach(), labels)) + softplus(-self.d(real, labels))
+        d_loss.mean().backward()
+        self.opt_d.step()
+        self.opt_g.zero_grad(set_to_none=True)
+        softplus(-self.d(fake, labels)).mean().backward()
+        self.opt_g.step()
+
+
 # ----------------------------------------------------------------------------- ours
 def synthetic_data(
     n: int, channels: int, size: int, classes: int = 2
@@ -138,6 +179,18 @@ def time_steps(step, batches: list, warmup: int, steps: int) -> float:
     return steps * batches[0]["image"].shape[0] / elapsed
 
 
+GOALS = {
+    "dcgan": ">= 1.8 on a CPU with native bf16, >= 1.0 elsewhere",
+    "style": "ours does more per step (ADA, mixing, lazy R1, EMA); >= 1.0 with native bf16",
+}
+
+
+def style_widths(args: argparse.Namespace) -> dict[str, int]:
+    """The style networks' ``channel_base`` / ``channel_max`` given on the command line."""
+    names = ("channel_base", "channel_max")
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
 def throughput(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     size, batch, channels = args.size, args.batch_size, args.channels
@@ -150,19 +203,32 @@ def throughput(args: argparse.Namespace) -> dict:
         for i in range(4)
     ]
     config = RunConfig.from_dict(
-        {"train": {"batch_size": batch, "out_dir": tempfile.mkdtemp(), "progress": False}}
+        {
+            "model": {"family": args.family, **style_widths(args)},
+            "train": {"batch_size": batch, "out_dir": tempfile.mkdtemp(), "progress": False},
+        }
     )
     trainer = Trainer(config, dataset=dataset, data_info=info)
     trainer.setup()
-    reference = ReferenceStep(channels)
+    if args.family == "style":
+        style_reference = StyleReferenceStep(channels, size, style_widths(args))
+
+        def reference_step(b: dict) -> None:
+            style_reference(b["image"], b["label"].long())
+    else:
+        dcgan_reference = ReferenceStep(channels)
+
+        def reference_step(b: dict) -> None:
+            dcgan_reference(b["image"])
+
     ours_rates, ref_rates = [], []
     for _ in range(args.repeats):  # interleaved, so both see the same machine load
         ours_rates.append(time_steps(trainer.train_one_step, batches, args.warmup, args.steps))
-        ref_rates.append(
-            time_steps(lambda b: reference(b["image"]), batches, args.warmup, args.steps)
-        )
+        ref_rates.append(time_steps(reference_step, batches, args.warmup, args.steps))
     ours, ref = max(ours_rates), max(ref_rates)
     return {
+        "family": args.family,
+        **style_widths(args),
         "image_size": size,
         "batch_size": batch,
         "channels": channels,
@@ -174,7 +240,7 @@ def throughput(args: argparse.Namespace) -> dict:
         "cpu_native_bf16": cpu_has_native_bf16(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "goal": ">= 1.8 on a CPU with native bf16, >= 1.0 elsewhere",
+        "goal": GOALS[args.family],
     }
 
 
@@ -276,12 +342,21 @@ def loss_curves(args: argparse.Namespace, out: Path) -> dict:
     return summary
 
 
+REFERENCE_NAMES = {"dcgan": "Radford 2015", "style": "same networks"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--size", type=int, default=64, help="64: the reference's only size")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--family", choices=("dcgan", "style"), default="dcgan")
+    parser.add_argument("--size", type=int, default=64, help="64: the DCGAN reference's only size")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="default: 64 (dcgan), 32 (style)"
+    )
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
+    parser.add_argument("--channel-base", type=int, help="style family: model.channel_base")
+    parser.add_argument("--channel-max", type=int, help="style family: model.channel_max")
     parser.add_argument("--channels", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
@@ -291,11 +366,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=Path("bench-out"))
     args = parser.parse_args(argv)
-    if args.size != 64:
+    if args.batch_size is None:
+        args.batch_size = 32 if args.family == "style" else 64
+    if args.family == "dcgan" and args.size != 64:
         parser.error("the reference DCGAN (Radford 2015) is defined at 64x64: use --size 64")
+    if args.family != "style" and (args.channel_base or args.channel_max):
+        parser.error("--channel-base / --channel-max are settings of --family style")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     result = throughput(args)
     print(
-        f"DCGAN {args.size}x{args.size}, batch {args.batch_size}, {args.channels} channel(s), "
+        f"{args.family} {args.size}x{args.size}, batch {args.batch_size}, "
+        f"{args.channels} channel(s), "
         f"{result['threads']} threads, CPU native bf16: {result['cpu_native_bf16']}"
     )
     print(
@@ -303,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{result['ours_images_per_second']:.1f} images/s"
     )
     print(
-        "  reference (fp32 eager, Radford 2015): "
+        f"  reference (fp32 eager, {REFERENCE_NAMES[args.family]}): "
         f"{result['reference_images_per_second']:.1f} images/s"
     )
     print(f"  ratio: x{result['ratio']:.2f}  (goal {result['goal']})")

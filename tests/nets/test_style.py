@@ -17,6 +17,7 @@ from medisynth.nets.style import (
     StyleGenerator,
     SynthesisNetwork,
     crop_to_size,
+    fused_modconv_default,
     modulated_conv2d,
     pad_to_size,
     synthesis_resolution,
@@ -45,13 +46,30 @@ def loop_modulated_conv2d(
 
 @pytest.mark.parametrize("demodulate", [True, False])
 @pytest.mark.parametrize("padding", [0, 1])
-def test_grouped_modulated_conv_equals_the_per_image_loop(demodulate: bool, padding: int) -> None:
+@pytest.mark.parametrize("fused", [True, False])
+def test_grouped_modulated_conv_equals_the_per_image_loop(
+    demodulate: bool, padding: int, fused: bool
+) -> None:
+    """Both forms (grouped per-image weights; styles on the inputs + demodulated outputs)."""
     torch.manual_seed(0)
     x, weight, styles = torch.randn(5, 6, 9, 9), torch.randn(7, 6, 3, 3), torch.randn(5, 6)
-    fused = modulated_conv2d(x, weight, styles, demodulate=demodulate, padding=padding)
+    out = modulated_conv2d(x, weight, styles, demodulate=demodulate, padding=padding, fused=fused)
     expected = loop_modulated_conv2d(x, weight, styles, demodulate, padding)
-    assert fused.shape == expected.shape
-    assert torch.allclose(fused, expected, atol=1e-5)
+    assert out.shape == expected.shape
+    assert torch.allclose(out, expected, atol=1e-5)
+
+
+def test_modulated_conv_is_unfused_on_the_cpu_and_both_forms_agree_in_bf16() -> None:
+    torch.manual_seed(0)
+    x, weight, styles = torch.randn(4, 8, 6, 6), torch.randn(5, 8, 3, 3), torch.rand(4, 8) + 0.5
+    assert fused_modconv_default(x) is False
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fused = modulated_conv2d(x, weight, styles, padding=1, fused=True)
+        unfused = modulated_conv2d(x, weight, styles, padding=1)
+    assert unfused.dtype == torch.bfloat16
+    assert torch.allclose(fused.float(), unfused.float(), atol=0.1)
+    default = modulated_conv2d(x, weight, styles, padding=1)
+    assert torch.equal(default, modulated_conv2d(x, weight, styles, padding=1, fused=False))
 
 
 def test_modulated_conv_rejects_mismatched_styles() -> None:

@@ -37,6 +37,23 @@ def test_train_throughput_and_loss_curves(tmp_path: Path, tiny_npz: Path, monkey
     assert "fp32_g_loss" in rows[0]
 
 
+def test_train_throughput_of_the_style_family(tmp_path: Path) -> None:
+    import torch
+
+    bench = load("train_throughput")
+    args = ["--family", "style", "--size", "16", "--batch-size", "4", "--threads", "1"]
+    args += ["--channel-base", "64", "--channel-max", "8", "--steps", "1", "--repeats", "1"]
+    threads = torch.get_num_threads()
+    try:
+        assert bench.main([*args, "--warmup", "0", "--out", str(tmp_path)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    result = json.loads((tmp_path / "train_throughput.json").read_text())
+    assert result["family"] == "style" and result["batch_size"] == 4 and result["threads"] == 1
+    assert result["channel_base"] == 64 and result["channel_max"] == 8
+    assert result["ours_images_per_second"] > 0 and result["reference_images_per_second"] > 0
+
+
 def test_breastmnist_diversity_on_a_small_model(tmp_path: Path, tiny_run) -> None:  # type: ignore[no-untyped-def]
     from medisynth.training.engine import Trainer
 

@@ -74,7 +74,9 @@ class StyleConfig(FamilyConfig):
         w_dim: length of the style ``w``.
         mapping_layers: layers of the mapping network (2 suits small data sets).
         channel_base, channel_max: network widths; channels at resolution ``r`` are
-            ``channel_base // r``, at most ``channel_max`` (the defaults are CPU-sized).
+            ``channel_base // r``, at most ``channel_max``. The defaults (1024, 128: 32 channels
+            at 32 px, 64 at 16 px, 128 below) are CPU-sized: about 0.4 s per step at batch 64,
+            32 px, one thread, bf16.
         loss: ``"logistic"`` (StyleGAN2, R1) or ``"relativistic"`` (R3GAN's RpGAN, R1 + R2).
         r1_gamma: weight ``gamma`` of the R1 (and R2) penalty ``gamma / 2 * ||grad D||^2``;
             ``null`` (default): StyleGAN2-ADA's rule ``0.0002 * res^2 / batch`` with ``res``
@@ -97,7 +99,7 @@ class StyleConfig(FamilyConfig):
     latent_dim: int = Field(default=128, ge=1)
     w_dim: int = Field(default=128, ge=1)
     mapping_layers: int = Field(default=2, ge=1)
-    channel_base: int = Field(default=2048, ge=1)
+    channel_base: int = Field(default=1024, ge=1)
     channel_max: int = Field(default=128, ge=1)
     loss: Literal["logistic", "relativistic"] = "logistic"
     r1_gamma: float | None = Field(default=None, ge=0)

@@ -211,6 +211,16 @@ class EqualConv2d(nn.Module):
 
 
 # ------------------------------------------------------------------------ modulated convolution
+def fused_modconv_default(x: torch.Tensor) -> bool:
+    """Whether :func:`modulated_conv2d` folds the styles into the weights (``fused``) for ``x``.
+
+    Off on the CPU: there one convolution with the shared weight on style-scaled inputs is
+    several times faster than a grouped convolution with a weight per image (measured: see
+    docs/results.md, "Style family: CPU step time"). On accelerators the grouped form is kept.
+    """
+    return x.device.type != "cpu"
+
+
 def modulated_conv2d(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -218,13 +228,21 @@ def modulated_conv2d(
     demodulate: bool = True,
     padding: int = 0,
     eps: float = 1e-8,
+    fused: bool | None = None,
 ) -> torch.Tensor:
-    """StyleGAN2's modulated convolution, one weight per image, as a single grouped convolution.
+    """StyleGAN2's modulated convolution: image ``n`` convolved with ``weight * styles[n]``.
 
     Image ``n``'s weight is ``weight * styles[n]`` (each input channel scaled by its style);
     with ``demodulate`` every output filter is then divided by its L2 norm, so unit-variance
-    inputs give unit-variance outputs. The batch is folded into the channels and convolved with
-    ``groups=N``: one call whatever the batch size.
+    inputs give unit-variance outputs. Two equivalent ways to compute it (StyleGAN2's
+    ``fused_modconv``):
+
+    - ``fused=True``: one weight per image, the batch folded into the channels and convolved
+      with ``groups=N`` (one call whatever the batch size);
+    - ``fused=False``: the *inputs* are scaled by the styles, convolved with the shared weight,
+      and the outputs multiplied by the demodulation coefficients (computed from
+      ``styles^2 @ sum_k weight^2``, without building the per-image weights): much faster on a
+      CPU.
 
     Args:
         x: ``(N, C_in, H, W)`` input.
@@ -233,6 +251,8 @@ def modulated_conv2d(
         demodulate: normalise every output filter of every image.
         padding: zero padding of the convolution.
         eps: added to the squared norm before the division.
+        fused: the grouped form (``True``), the input-scaling form (``False``), or ``None``:
+            :func:`fused_modconv_default` (unfused on the CPU).
 
     >>> import torch
     >>> out = modulated_conv2d(torch.randn(2, 3, 5, 5), torch.randn(4, 3, 3, 3), torch.ones(2, 3),
@@ -254,6 +274,19 @@ def modulated_conv2d(
             / weight.abs().amax(dim=(1, 2, 3), keepdim=True)
         )
         styles = styles / styles.abs().amax(dim=1, keepdim=True)
+    if fused is None:
+        fused = fused_modconv_default(x)
+    if not fused:
+        out = F.conv2d(
+            x * styles.to(x.dtype).reshape(n, in_channels, 1, 1),
+            weight.to(x.dtype),
+            padding=padding,
+        )
+        if demodulate:
+            # ||weight * styles[n]||^2 per output filter = styles[n]^2 . sum_k weight^2: (N, C_out)
+            norms = styles.float().square() @ weight.float().square().sum(dim=(2, 3)).t()
+            out = out * (norms + eps).rsqrt().to(out.dtype).reshape(n, out_channels, 1, 1)
+        return out
     w = weight.unsqueeze(0) * styles.reshape(n, 1, in_channels, 1, 1)  # (N, C_out, C_in, k, k)
     if demodulate:
         w = w * (w.square().sum(dim=(2, 3, 4), keepdim=True) + eps).rsqrt()
@@ -509,7 +542,7 @@ class SynthesisNetwork(nn.Module):
         w_dim: int,
         resolution: int,
         img_channels: int = 1,
-        channel_base: int = 2048,
+        channel_base: int = 1024,
         channel_max: int = 128,
         use_noise: bool = True,
     ) -> None:
@@ -580,7 +613,7 @@ class StyleGenerator(nn.Module):
         resolution: int = 32,
         img_channels: int = 1,
         mapping_layers: int = 2,
-        channel_base: int = 2048,
+        channel_base: int = 1024,
         channel_max: int = 128,
         mapping_lr_multiplier: float = 0.01,
         use_noise: bool = True,
@@ -709,7 +742,7 @@ class StyleDiscriminator(nn.Module):
         resolution: int = 32,
         img_channels: int = 1,
         num_classes: int = 0,
-        channel_base: int = 2048,
+        channel_base: int = 1024,
         channel_max: int = 128,
         mbstd_group_size: int = 4,
         mbstd_channels: int = 1,
