@@ -43,6 +43,18 @@ class FamilyConfig(StrictModel):
     family: str = "dcgan"
 
 
+#: the ``data.format`` names (each has a loader in :data:`medisynth.data.formats.DATA_FORMATS`)
+DataFormat = Literal[
+    "medmnist", "folder", "slices", "mni152_views", "paired", "unpaired", "image_mask"
+]
+#: data formats whose batches are ``{"image", "label"}`` (class-labelled images)
+IMAGE_FORMATS = frozenset({"medmnist", "folder", "slices", "mni152_views"})
+#: data formats whose batches are ``{"source", "target"}`` (co-registered or drawn apart)
+PAIR_FORMATS = frozenset({"paired", "unpaired"})
+#: data formats whose batches are ``{"source": one-hot label map, "target"}``
+MASK_FORMATS = frozenset({"image_mask"})
+
+
 class DataConfig(StrictModel):
     """Where the training images come from.
 
@@ -91,9 +103,7 @@ class DataConfig(StrictModel):
             (:mod:`medisynth.data.histogram`); ``"none"`` (default): the source alone.
     """
 
-    format: Literal[
-        "medmnist", "folder", "slices", "mni152_views", "paired", "unpaired", "image_mask"
-    ] = "medmnist"
+    format: DataFormat = "medmnist"
     path: str | None = None
     target_path: str | None = None
     split: str = "train"

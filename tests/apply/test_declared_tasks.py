@@ -21,8 +21,9 @@ from medisynth.data.intensity import IntensityMap
 from medisynth.errors import ConfigError
 from medisynth.export.nifti import write_nifti
 from medisynth.gans import FAMILIES
-from medisynth.gans.base import PAIR_FORMATS, DataInfo, GANFamily
+from medisynth.gans.base import DataInfo, GANFamily
 from medisynth.nets.srresnet import upsample
+from medisynth.settings import PAIR_FORMATS
 
 
 class ToyConfig(FamilyConfig):

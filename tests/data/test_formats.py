@@ -14,13 +14,17 @@ from pydantic import ValidationError
 from medisynth.data.formats import DATA_FORMATS, data_format_names, load_training_data
 from medisynth.data.info import DataInfo
 from medisynth.errors import ConfigError
-from medisynth.settings import DataConfig
+from medisynth.settings import IMAGE_FORMATS, MASK_FORMATS, PAIR_FORMATS, DataConfig
 
 
 def test_every_format_the_config_accepts_has_a_loader_and_no_other() -> None:
     """The registry and ``DataConfig.format`` name the same formats: a new format needs both."""
     accepted = set(get_args(DataConfig.model_fields["format"].annotation))
     assert accepted == set(DATA_FORMATS) == set(data_format_names())
+    assert accepted == IMAGE_FORMATS | PAIR_FORMATS | MASK_FORMATS  # every format has a kind
+    assert not (
+        IMAGE_FORMATS & PAIR_FORMATS or IMAGE_FORMATS & MASK_FORMATS or PAIR_FORMATS & MASK_FORMATS
+    )
     for name in data_format_names():
         assert DataConfig(format=name).format == name
         assert callable(DATA_FORMATS[name])

@@ -21,14 +21,8 @@ from medisynth.data.intensity import IntensityMap
 from medisynth.data.masks import one_hot
 from medisynth.errors import ConfigError
 from medisynth.gans import family_names, get_family
-from medisynth.gans.base import (
-    IMAGE_FORMATS,
-    MASK_FORMATS,
-    PAIR_FORMATS,
-    DataInfo,
-    GANFamily,
-    Task,
-)
+from medisynth.gans.base import DataInfo, GANFamily, Task
+from medisynth.settings import IMAGE_FORMATS, MASK_FORMATS, PAIR_FORMATS
 
 FAMILIES = family_names()
 #: every data format a run config accepts

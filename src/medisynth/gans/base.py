@@ -56,7 +56,7 @@ from torch import nn
 
 from medisynth.data.info import DataInfo
 from medisynth.errors import ConfigError
-from medisynth.settings import FamilyConfig
+from medisynth.settings import IMAGE_FORMATS, FamilyConfig
 
 if TYPE_CHECKING:
     from medisynth.gans.multiscale_tiling import Scratch, TileSettings
@@ -64,12 +64,6 @@ if TYPE_CHECKING:
 
 #: what a trained model of a family does (:attr:`GANFamily.task`)
 Task = Literal["sample", "translate", "super_resolve"]
-#: data formats whose batches are ``{"image", "label"}``
-IMAGE_FORMATS = frozenset({"medmnist", "folder", "slices", "mni152_views"})
-#: data formats whose batches are ``{"source", "target"}`` (co-registered or drawn apart)
-PAIR_FORMATS = frozenset({"paired", "unpaired"})
-#: data formats whose batches are ``{"source": one-hot label map, "target"}``
-MASK_FORMATS = frozenset({"image_mask"})
 #: how a trained model of each task is applied (for messages)
 APPLY_COMMANDS: dict[str, str] = {
     "sample": "medisynth generate MODEL -n N -o OUT",
@@ -344,6 +338,13 @@ class GANFamily(ABC):
             progress: show progress bars.
         """
         raise self.unable("generate images of any size in tiles (generate --size)")
+
+    def batch_labels(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """A conditional family's class labels of ``batch`` on its device (``None`` when the
+        family is unconditional)."""
+        if not self.num_classes:
+            return None
+        return batch["label"].to(self.context.device, non_blocking=True).long()
 
     def inference_nets(self) -> dict[str, nn.Module]:
         """The networks generation needs (the EMA copies when the engine keeps them)."""

@@ -30,13 +30,13 @@ import torch
 from pydantic import Field
 
 from medisynth.errors import ConfigError
-from medisynth.gans.base import PAIR_FORMATS, frozen, unwrap
+from medisynth.gans.base import frozen, unwrap
 from medisynth.gans.pix2pix import ImageToImageFamily
 from medisynth.losses import discriminator_loss, generator_loss
 from medisynth.nets.patchgan import PatchDiscriminator
 from medisynth.nets.resnet_generator import ResnetGenerator
 from medisynth.nets.unet import check_divisible
-from medisynth.settings import FamilyConfig
+from medisynth.settings import PAIR_FORMATS, FamilyConfig
 
 
 class ImagePool:

@@ -30,7 +30,7 @@ from torch import nn
 
 from medisynth.errors import ConfigError
 from medisynth.gans.augment import diff_augment
-from medisynth.gans.base import IMAGE_FORMATS, GANFamily, frozen, unwrap
+from medisynth.gans.base import GANFamily, frozen, unwrap
 from medisynth.losses import (
     discriminator_loss,
     generator_loss,
@@ -40,7 +40,7 @@ from medisynth.losses import (
     r1_penalty,
 )
 from medisynth.nets.dcgan import DCGANDiscriminator, DCGANGenerator, PerClassNetworks
-from medisynth.settings import FamilyConfig
+from medisynth.settings import IMAGE_FORMATS, FamilyConfig
 
 Augmentation = Literal["flip", "color", "translation", "cutout"]
 DEFAULT_AUGMENTATION: tuple[Augmentation, ...] = ("translation", "cutout")
@@ -162,11 +162,6 @@ class DCGAN(GANFamily):
         )
 
     # ------------------------------------------------------------------ training
-    def _labels(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        if not self.num_classes:
-            return None
-        return batch["label"].to(self.context.device, non_blocking=True).long()
-
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         return diff_augment(x, self.config.diffaugment) if self.config.diffaugment else x
 
@@ -174,7 +169,7 @@ class DCGAN(GANFamily):
         cfg, ctx = self.config, self.context
         generator, discriminator = self.nets["generator"], self.nets["discriminator"]
         real = ctx.memory_format(batch["image"])
-        labels = self._labels(batch)
+        labels = self.batch_labels(batch)
         n = real.shape[0]
         # mode seeking: image i + half gets image i's class, so the batch holds same-class pairs
         half = (n + 1) // 2 if cfg.diversity_weight > 0 and n > 1 else n

@@ -42,7 +42,7 @@ from pydantic import Field, model_validator
 
 from medisynth.errors import ConfigError
 from medisynth.gans.augment import diff_augment
-from medisynth.gans.base import IMAGE_FORMATS, MASK_FORMATS, GANFamily, frozen, unwrap
+from medisynth.gans.base import GANFamily, frozen, unwrap
 from medisynth.gans.dcgan import Augmentation
 from medisynth.gans.multiscale_tiling import (
     Ramp,
@@ -62,7 +62,7 @@ from medisynth.nets.multiscale import (
     upsample2,
 )
 from medisynth.precision import Precision, precision_context
-from medisynth.settings import FamilyConfig
+from medisynth.settings import IMAGE_FORMATS, MASK_FORMATS, FamilyConfig
 
 #: DiffAugment policy of level 0's discriminator by default
 LEVEL0_AUGMENTATION: tuple[Augmentation, ...] = ("translation",)

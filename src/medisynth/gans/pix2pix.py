@@ -31,7 +31,7 @@ from torch import nn
 
 from medisynth.errors import ConfigError
 from medisynth.gans.augment import augment_pair
-from medisynth.gans.base import MASK_FORMATS, GANFamily, Task, frozen, unwrap
+from medisynth.gans.base import GANFamily, Task, frozen, unwrap
 from medisynth.losses import (
     discriminator_loss,
     feature_matching_loss,
@@ -41,7 +41,7 @@ from medisynth.losses import (
 )
 from medisynth.nets.patchgan import PatchDiscriminator
 from medisynth.nets.unet import UNet, Upsampling, check_divisible
-from medisynth.settings import FamilyConfig
+from medisynth.settings import MASK_FORMATS, FamilyConfig
 
 GRID_IMAGES = 8  # pairs kept from the first batch for monitoring grids
 

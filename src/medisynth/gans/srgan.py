@@ -35,12 +35,12 @@ import torch
 from pydantic import Field
 
 from medisynth.errors import ConfigError
-from medisynth.gans.base import IMAGE_FORMATS, frozen, unwrap
+from medisynth.gans.base import frozen, unwrap
 from medisynth.gans.pix2pix import GRID_IMAGES, ImageToImageFamily
 from medisynth.losses import discriminator_loss, feature_matching_loss, generator_loss
 from medisynth.nets.patchgan import PatchDiscriminator
 from medisynth.nets.srresnet import SRResNet, downsample, upsample
-from medisynth.settings import FamilyConfig
+from medisynth.settings import IMAGE_FORMATS, FamilyConfig
 
 
 class SRGANConfig(FamilyConfig):

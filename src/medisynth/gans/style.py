@@ -47,7 +47,7 @@ from torch import nn
 from medisynth.errors import ConfigError
 from medisynth.gans.ada import AdaptiveAugment, AugmentMode
 from medisynth.gans.augment import diff_augment
-from medisynth.gans.base import IMAGE_FORMATS, GANFamily, frozen, unwrap
+from medisynth.gans.base import GANFamily, frozen, unwrap
 from medisynth.gans.style_losses import (
     logistic_d_loss,
     logistic_g_loss,
@@ -57,7 +57,7 @@ from medisynth.gans.style_losses import (
     rpgan_g_loss,
 )
 from medisynth.nets.style import StyleDiscriminator, StyleGenerator, synthesis_resolution
-from medisynth.settings import FamilyConfig
+from medisynth.settings import IMAGE_FORMATS, FamilyConfig
 
 Augmentation = Literal["flip", "color", "translation", "cutout"]
 GRID_SEED = 20_191_212  # fixed noise for monitoring grids (StyleGAN2's arXiv date)
@@ -180,11 +180,6 @@ class StyleGAN(GANFamily):
         )
 
     # ------------------------------------------------------------------ training
-    def _labels(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        if not self.num_classes:
-            return None
-        return batch["label"].to(self.context.device, non_blocking=True).long()
-
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         """What every image D sees goes through: ADA's pipeline, or DiffAugment with ADA off."""
         if self.config.ada != "off":
@@ -210,7 +205,7 @@ class StyleGAN(GANFamily):
         cfg, ctx = self.config, self.context
         generator, discriminator = self.nets["generator"], self.nets["discriminator"]
         real = ctx.memory_format(batch["image"])
-        labels = self._labels(batch)
+        labels = self.batch_labels(batch)
         n = real.shape[0]
         relativistic = cfg.loss == "relativistic"
         z = torch.randn(n, cfg.latent_dim, device=ctx.device)
