@@ -7,13 +7,14 @@ import torch
 
 from medisynth.errors import ConfigError
 from medisynth.nets import ConditionalBatchNorm, DCGANDiscriminator, DCGANGenerator
-from medisynth.nets.dcgan import resolution_ladder
+from medisynth.nets.dcgan import _upsampling, resolution_ladder
 
 
 @pytest.mark.parametrize("size", [28, 32, 48, 64, 128, 256])
 @pytest.mark.parametrize("channels", [1, 3])
-def test_generator_and_discriminator_shapes(size: int, channels: int) -> None:
-    g = DCGANGenerator(8, channels, size, base_channels=4, num_classes=2)
+@pytest.mark.parametrize("upsample", ["transposed", "resize"])
+def test_generator_and_discriminator_shapes(size: int, channels: int, upsample: str) -> None:
+    g = DCGANGenerator(8, channels, size, base_channels=4, num_classes=2, upsample=upsample)
     d = DCGANDiscriminator(channels, size, base_channels=4, num_classes=2)
     labels = torch.tensor([0, 1])
     images = g(torch.randn(2, 8), labels)
@@ -22,8 +23,9 @@ def test_generator_and_discriminator_shapes(size: int, channels: int) -> None:
     assert d(images, labels).shape == (2,)
 
 
-def test_volumes_with_spatial_dims_3() -> None:
-    g = DCGANGenerator(8, 1, 16, base_channels=4, num_classes=3, spatial_dims=3)
+@pytest.mark.parametrize("upsample", ["transposed", "resize"])
+def test_volumes_with_spatial_dims_3(upsample: str) -> None:
+    g = DCGANGenerator(8, 1, 16, base_channels=4, num_classes=3, spatial_dims=3, upsample=upsample)
     d = DCGANDiscriminator(1, 16, base_channels=4, num_classes=3, spatial_dims=3)
     labels = torch.tensor([0, 2])
     volumes = g(torch.randn(2, 8), labels)
@@ -70,3 +72,16 @@ def test_spectral_norm_bounds_the_discriminator_weights() -> None:
     plain = DCGANDiscriminator(1, 32, base_channels=4, spectral_norm=False, batch_norm=True)
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_resize_upsampling_makes_no_checkerboard(spatial_dims: int) -> None:
+    """A flat feature map stays flat through a resize doubling; a transposed convolution with
+    the same random weights stamps its 2-periodic kernel pattern on it (Odena et al. 2016)."""
+    torch.manual_seed(0)
+    flat = torch.ones(1, 4, *([6] * spatial_dims))
+    inner = (slice(None), slice(None)) + (slice(2, -2),) * spatial_dims  # away from padding
+    for mode, patterned in (("resize", False), ("transposed", True)):
+        out = _upsampling(4, 2, False, spatial_dims, mode)(flat)[inner]
+        spread = out.flatten(2).std(dim=2).max().item()
+        assert (spread > 1e-3) == patterned, (mode, spread)

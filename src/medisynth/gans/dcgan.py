@@ -54,6 +54,9 @@ class DCGANConfig(FamilyConfig):
     Attributes:
         latent_dim: length of the generator's latent vector.
         g_channels: generator width (its last hidden layer; earlier ones are 2x, 4x, ... 8x).
+        upsample: how the generator doubles its resolution: ``"transposed"`` (stride-2
+            transposed convolutions, DCGAN) or ``"resize"`` (nearest-neighbour doubling + 3x3
+            convolution: no checkerboard speckle).
         d_channels: discriminator width (its first layer).
         conditional: class-conditional G and D when the data has more than one class.
         loss: ``"hinge"``, ``"bce"``, ``"lsgan"`` or ``"wgan-gp"``.
@@ -86,6 +89,7 @@ class DCGANConfig(FamilyConfig):
     family: Literal["dcgan"] = "dcgan"
     latent_dim: int = Field(default=128, ge=1)
     g_channels: int = Field(default=64, ge=1)
+    upsample: Literal["transposed", "resize"] = "transposed"
     d_channels: int = Field(default=64, ge=1)
     conditional: bool = True
     loss: Literal["hinge", "bce", "lsgan", "wgan-gp"] = "hinge"
@@ -135,7 +139,13 @@ class DCGAN(GANFamily):
 
         generator = one_per_class(
             lambda: DCGANGenerator(
-                cfg.latent_dim, data.channels, size, cfg.g_channels, classes, data.spatial_dims
+                cfg.latent_dim,
+                data.channels,
+                size,
+                cfg.g_channels,
+                classes,
+                data.spatial_dims,
+                cfg.upsample,
             )
         )
         self.nets["generator"] = generator.to(self.context.device)

@@ -21,6 +21,7 @@ Class conditioning: conditional BatchNorm in the generator, a projection head (M
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +58,19 @@ def resolution_ladder(image_size: int) -> tuple[int, int]:
     return base, doublings
 
 
+def _upsampling(
+    cin: int, cout: int, bias: bool, spatial_dims: int, mode: Literal["transposed", "resize"]
+) -> nn.Module:
+    """One doubling of the generator: a transposed convolution or resize + convolution."""
+    if mode == "transposed":
+        conv_t = conv_transpose_type(spatial_dims)
+        return conv_t(cin, cout, kernel_size=4, stride=2, padding=1, bias=bias)
+    conv = conv_type(spatial_dims)
+    return nn.Sequential(
+        nn.Upsample(scale_factor=2, mode="nearest"), conv(cin, cout, 3, 1, 1, bias=bias)
+    )
+
+
 class DCGANGenerator(nn.Module):
     """Latent vector (and class label) -> image in [-1, 1].
 
@@ -67,6 +81,9 @@ class DCGANGenerator(nn.Module):
         base_channels: width of the last hidden layer; earlier layers are 2x, 4x, ... (max 8x).
         num_classes: ``> 1`` for a class-conditional generator (conditional BatchNorm).
         spatial_dims: 2 (images) or 3 (volumes).
+        upsample: ``"transposed"``: stride-2 transposed 4x4 convolutions (Radford et al.);
+            ``"resize"``: nearest-neighbour doubling then a 3x3 convolution, which cannot make
+            the checkerboard pattern of overlapping transposed kernels (Odena et al. 2016).
     """
 
     def __init__(
@@ -77,6 +94,7 @@ class DCGANGenerator(nn.Module):
         base_channels: int = 64,
         num_classes: int = 0,
         spatial_dims: int = 2,
+        upsample: Literal["transposed", "resize"] = "transposed",
     ) -> None:
         super().__init__()
         self.latent_dim = latent_dim
@@ -88,12 +106,11 @@ class DCGANGenerator(nn.Module):
         self.project = nn.Linear(latent_dim, widths[0] * self.start**spatial_dims, bias=False)
         self.norms = nn.ModuleList()
         self.ups = nn.ModuleList()
-        conv_t = conv_transpose_type(spatial_dims)
         for i, width in enumerate(widths):
             self.norms.append(ConditionalBatchNorm(width, num_classes, spatial_dims))
             last = i == len(widths) - 1
             out = out_channels if last else widths[i + 1]
-            self.ups.append(conv_t(width, out, kernel_size=4, stride=2, padding=1, bias=last))
+            self.ups.append(_upsampling(width, out, last, spatial_dims, upsample))
         dcgan_init(self)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
