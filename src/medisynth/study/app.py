@@ -4,7 +4,8 @@ Routes (every one but the landing page needs a valid secret token in its path):
 
 - ``GET /``: the landing page (says nothing about the study);
 - ``GET /r/{token}``: the reader's next image, in their own seeded order (resumes where they
-  left off), with a progress bar, zoom, real/synthetic, confidence 1-5 and a comment;
+  left off), with a progress bar, zoom, window/level on the stored (up to 16-bit) values,
+  real/synthetic, confidence 1-5 and a comment;
 - ``GET /r/{token}/image/{id}``: an image of the study (ids only; identical headers for every
   image);
 - ``POST /r/{token}/answer``: stores an answer (CSRF token checked; committed before the
@@ -42,8 +43,8 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     text = (
         f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         "<style>body{font-family:sans-serif;margin:1em}#view{overflow:auto;max-width:100%;"
-        "max-height:75vh;border:1px solid #ccc}#view img{image-rendering:pixelated;"
-        "transform-origin:0 0;filter:url(#wl)}</style></head><body>"
+        "max-height:75vh;border:1px solid #ccc}#view canvas{image-rendering:pixelated;"
+        "display:block}</style></head><body>"
         f"{body}</body></html>"
     )
     return HTMLResponse(text, status_code=status, headers=_PAGE_HEADERS)
@@ -53,22 +54,73 @@ def _denied() -> HTMLResponse:
     return _page("Not found", "<p>Not found.</p>", status=404)
 
 
+#: the reading page's script: a PNG decoder (8/16-bit, grey/RGB, no interlace: what
+#: ``study create`` writes) that keeps the stored values, so that window/level acts on the full
+#: 16 bits, drawing into a canvas at native resolution; zoom; keyboard shortcuts
 _SCRIPT = """
 <script>
-let zoom = 1;
-const img = document.getElementById('image');
+const canvas = document.getElementById('image'), ww = document.getElementById('ww'),
+  wc = document.getElementById('wc'), message = document.getElementById('message');
+let zoom = 1, pixels = null;
+async function decodePng(bytes) {  // -> {width, height, channels, values in [0, 1]}
+  const view = new DataView(bytes.buffer), parts = [];
+  let at = 8, width = 0, height = 0, depth = 8, type = 0;
+  while (at + 8 <= bytes.length) {
+    const length = view.getUint32(at);
+    const name = String.fromCharCode(...bytes.subarray(at + 4, at + 8));
+    if (name === 'IHDR') { width = view.getUint32(at + 8); height = view.getUint32(at + 12);
+      depth = bytes[at + 16]; type = bytes[at + 17]; }
+    else if (name === 'IDAT') parts.push(bytes.subarray(at + 8, at + 8 + length));
+    at += 12 + length;
+  }
+  const inflated = new Blob(parts).stream().pipeThrough(new DecompressionStream('deflate'));
+  const raw = new Uint8Array(await new Response(inflated).arrayBuffer());
+  const channels = type === 2 ? 3 : 1, step = channels * depth / 8, stride = width * step;
+  const data = new Uint8Array(height * stride);
+  for (let y = 0; y < height; y++) {  // undo the PNG filter of each row
+    const filter = raw[y * (stride + 1)], source = raw.subarray(y * (stride + 1) + 1);
+    const row = data.subarray(y * stride, (y + 1) * stride);
+    const up = y ? data.subarray((y - 1) * stride, y * stride) : new Uint8Array(stride);
+    for (let x = 0; x < stride; x++) {
+      const a = x >= step ? row[x - step] : 0, b = up[x], c = x >= step ? up[x - step] : 0;
+      let predicted = 0;
+      if (filter === 1) predicted = a; else if (filter === 2) predicted = b;
+      else if (filter === 3) predicted = (a + b) >> 1;
+      else if (filter === 4) { const pa = Math.abs(b - c), pb = Math.abs(a - c),
+        pc = Math.abs(a + b - 2 * c); predicted = pa <= pb && pa <= pc ? a : (pb <= pc ? b : c); }
+      row[x] = source[x] + predicted;
+    }
+  }
+  const count = width * height * channels, values = new Float64Array(count);
+  for (let i = 0; i < count; i++)
+    values[i] = depth === 16 ? (data[2 * i] * 256 + data[2 * i + 1]) / 65535 : data[i] / 255;
+  return {width, height, channels, values};
+}
+function draw() {  // display = (value - (level - window / 2)) / window, clipped to [0, 1]
+  if (!pixels) return;
+  const {width, height, channels, values} = pixels, w = parseFloat(ww.value);
+  const low = parseFloat(wc.value) - w / 2, out = new ImageData(width, height);
+  for (let i = 0; i < width * height; i++) {
+    for (let c = 0; c < 3; c++) {  // the clamped array rounds half to even, like numpy.rint
+      const value = values[i * channels + (channels === 3 ? c : 0)];
+      out.data[4 * i + c] = Math.min(1, Math.max(0, (value - low) / w)) * 255; }
+    out.data[4 * i + 3] = 255;
+  }
+  canvas.getContext('2d').putImageData(out, 0, 0);
+}
 function setZoom(z) { zoom = Math.max(0.25, Math.min(16, z));
-  img.style.transform = 'scale(' + zoom + ')';
+  if (pixels) canvas.style.width = pixels.width * zoom + 'px';
   document.getElementById('zoom').textContent = zoom + 'x'; }
-document.getElementById('zin').onclick = () => setZoom(zoom * 2);
-const ww = document.getElementById('ww'), wc = document.getElementById('wc');
-function setWindow() {  // display window/level: out = (in - (level - width / 2)) / width
-  const w = parseFloat(ww.value), c = parseFloat(wc.value);
-  for (const f of document.querySelectorAll('#wl feFuncR, #wl feFuncG, #wl feFuncB')) {
-    f.setAttribute('slope', 1 / w); f.setAttribute('intercept', -(c - w / 2) / w); } }
-ww.oninput = setWindow; wc.oninput = setWindow;
-function resetWindow() { ww.value = 1; wc.value = 0.5; setWindow(); }
+function resetWindow() { ww.value = 1; wc.value = 0.5; draw(); }
+fetch(canvas.dataset.src, {cache: 'no-store'})
+  .then((r) => { if (!r.ok) throw new Error(r.status); return r.arrayBuffer(); })
+  .then((b) => decodePng(new Uint8Array(b)))
+  .then((p) => { pixels = p; canvas.width = p.width; canvas.height = p.height; setZoom(zoom);
+    draw(); canvas.dataset.shown = 'yes'; })
+  .catch(() => { message.textContent = 'The image could not be shown; reload the page.'; });
+ww.oninput = draw; wc.oninput = draw;
 document.getElementById('wreset').onclick = resetWindow;
+document.getElementById('zin').onclick = () => setZoom(zoom * 2);
 document.getElementById('zout').onclick = () => setZoom(zoom / 2);
 document.addEventListener('keydown', (e) => {
   if (e.target.tagName === 'TEXTAREA') return;
@@ -96,14 +148,12 @@ def _reader_body(reader: str, token: str, progress: str, current: str, csrf: str
     return f"""<p>Reader {html.escape(reader)}: {progress}</p>
 <p><button type="button" id="zout">-</button> <span id="zoom">1x</span>
 <button type="button" id="zin">+</button>
-<label>Window <input type="range" id="ww" min="0.05" max="1" step="0.01" value="1"></label>
-<label>Level <input type="range" id="wc" min="0" max="1" step="0.01" value="0.5"></label>
+<label>Window <input type="range" id="ww" min="0.001" max="1" step="0.001" value="1"></label>
+<label>Level <input type="range" id="wc" min="0" max="1" step="0.001" value="0.5"></label>
 <button type="button" id="wreset">Reset (0)</button></p>
-<svg width="0" height="0" style="position:absolute"><filter id="wl"
-color-interpolation-filters="sRGB"><feComponentTransfer><feFuncR type="linear" slope="1"
-intercept="0"/><feFuncG type="linear" slope="1" intercept="0"/><feFuncB type="linear" slope="1"
-intercept="0"/></feComponentTransfer></filter></svg>
-<div id="view"><img id="image" src="/r/{token}/image/{current}" alt="image"></div>
+<noscript><p>This page needs JavaScript to show the image.</p></noscript>
+<div id="view"><canvas id="image" width="0" height="0" role="img" aria-label="image"
+data-src="/r/{token}/image/{current}"></canvas></div><p id="message"></p>
 <form id="form" method="post" action="/r/{token}/answer">
 <input type="hidden" name="image" value="{current}">
 <input type="hidden" name="csrf" value="{csrf}">

@@ -4,8 +4,9 @@ Blinding: every image is re-encoded the same way, so nothing but its pixels tell
 synthetic: one format (8-bit PNG, or 16-bit PNG when either source has more than 8 bits; the same
 for all), one size (the real set's; synthetic images of another size are resized), one intensity
 window computed over the chosen real and synthetic images together (8-bit sources keep 0..255),
-no metadata (no text chunks, no physical size, deterministic encoder settings) and file names
-that are opaque random ids.
+no metadata (no text chunks, no physical size, deterministic encoder settings), no compression
+(so every file has the same length: a compressed size would tell how smooth an image is) and
+file names that are opaque random ids.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from medisynth.files import atomic_folder
 from medisynth.study.store import IMAGES, add_image, init_study, is_study
 from medisynth.validate.inputs import ImageSet, load_image_set
 
-#: the zlib level of every PNG (fixed, so the encoder settings are the same for all images)
-PNG_COMPRESS_LEVEL = 6
+#: the zlib level of every PNG: 0 (stored, not compressed), so a file's length depends on the
+#: image size and bit depth alone, the same for every image of a study, and cannot tell smooth
+#: (often synthetic) images from noisy ones
+PNG_COMPRESS_LEVEL = 0
 
 
 @dataclass(frozen=True)
