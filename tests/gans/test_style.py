@@ -15,6 +15,7 @@ import pytest
 import torch
 from PIL import Image as PILImage
 
+import medisynth.gans.discriminator_augment as discriminator_augment
 import medisynth.gans.style as style_module
 from medisynth.cli import main
 from medisynth.config import RunConfig, save_config
@@ -87,7 +88,7 @@ def test_every_image_the_discriminator_sees_goes_through_ada(
 ) -> None:
     family = tiny_family(ada="fixed", ada_p=0.5, r1_interval=1, loss="relativistic")
     seen: list[int] = []
-    pipe = family.augment_pipe
+    pipe = family.augment.pipe
     original = type(pipe).__call__
 
     def spy(self: Any, x: torch.Tensor) -> torch.Tensor:
@@ -112,7 +113,7 @@ def test_diffaugment_replaces_ada_when_ada_is_off(monkeypatch: pytest.MonkeyPatc
         calls.append(list(policy))
         return x
 
-    monkeypatch.setattr(style_module, "diff_augment", fake_diff_augment)
+    monkeypatch.setattr(discriminator_augment, "diff_augment", fake_diff_augment)
     family = tiny_family(ada="off", diffaugment=["translation"], r1_interval=2)
     losses = family.train_step(batch())
     assert calls == [["translation"]] * 4  # D real, D fake, R1 real, G fake
@@ -191,7 +192,7 @@ def _all_state(trainer: Trainer) -> dict[str, Any]:
     for name, ema in trainer.ema.items():
         out.update({f"ema.{name}.{k}": v for k, v in ema.module.state_dict().items()})
     assert isinstance(trainer.family, StyleGAN)
-    out["augment"] = trainer.family.augment_pipe.state_dict()
+    out["augment"] = trainer.family.augment.state_dict()
     return out
 
 

@@ -29,8 +29,12 @@ from pydantic import Field
 from torch import nn
 
 from medisynth.errors import ConfigError
-from medisynth.gans.augment import diff_augment
 from medisynth.gans.base import GANFamily, frozen, unwrap
+from medisynth.gans.discriminator_augment import (
+    Augmentation,
+    AugmentSettings,
+    DiscriminatorAugment,
+)
 from medisynth.losses import (
     discriminator_loss,
     generator_loss,
@@ -40,15 +44,14 @@ from medisynth.losses import (
     r1_penalty,
 )
 from medisynth.nets.dcgan import DCGANDiscriminator, DCGANGenerator, PerClassNetworks
-from medisynth.settings import IMAGE_FORMATS, FamilyConfig
+from medisynth.settings import IMAGE_FORMATS
 
-Augmentation = Literal["flip", "color", "translation", "cutout"]
 DEFAULT_AUGMENTATION: tuple[Augmentation, ...] = ("translation", "cutout")
 GRID_SEED = 20_151_119  # fixed noise for monitoring grids (the DCGAN paper's arXiv date)
 LECAM_DECAY = 0.99  # moving average of D's outputs that anchors the LeCam regulariser
 
 
-class DCGANConfig(FamilyConfig):
+class DCGANConfig(AugmentSettings):
     """Settings of the DCGAN family (``model:`` section of a run config).
 
     Attributes:
@@ -78,7 +81,11 @@ class DCGANConfig(FamilyConfig):
         class_loss_weight: weight of an auxiliary classifier on D's features (AC-GAN, Odena et
             al. 2017; 0 = off; shared class networks only): it learns the classes of the *real*
             images only, and G is trained to make images it assigns to their class.
-        diffaugment: DiffAugment policy applied to every image D sees.
+        diffaugment: DiffAugment policy applied to every image D sees (default translation +
+            cutout).
+        ada, ada_target, ada_p, ada_kimg, ada_interval: adaptive discriminator augmentation
+            instead of DiffAugment, 2D only (off by default;
+            :class:`~medisynth.gans.discriminator_augment.AugmentSettings`).
         lr_g, lr_d: Adam learning rates.
         betas: Adam betas.
         bn_refresh_batches: batches used to recompute the (EMA) generator's BatchNorm statistics
@@ -125,6 +132,12 @@ class DCGAN(GANFamily):
                 f"the DCGAN family needs square images, got {data.spatial_shape}; "
                 "set data.image_size to resize"
             )
+        if cfg.ada != "off" and data.spatial_dims != 2:
+            raise ConfigError(
+                f"model.ada: {cfg.ada} works on 2D images; set model.ada: off (DiffAugment "
+                "works on volumes too)"
+            )
+        self.augment = DiscriminatorAugment(cfg)
         self.num_classes = data.num_classes if cfg.conditional and data.num_classes > 1 else 0
         self.lecam_anchors: torch.Tensor | None = None  # moving (real, fake) means of D's output
         size = data.spatial_shape[0]
@@ -172,9 +185,6 @@ class DCGAN(GANFamily):
         )
 
     # ------------------------------------------------------------------ training
-    def _augment(self, x: torch.Tensor) -> torch.Tensor:
-        return diff_augment(x, self.config.diffaugment) if self.config.diffaugment else x
-
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         cfg, ctx = self.config, self.context
         generator, discriminator = self.nets["generator"], self.nets["discriminator"]
@@ -195,7 +205,7 @@ class DCGAN(GANFamily):
 
         # discriminator: one forward over real and generated images together
         with ctx.autocast():
-            images = self._augment(torch.cat([real, fake.detach().to(real.dtype)]))
+            images = self.augment(torch.cat([real, fake.detach().to(real.dtype)]))
             real_in, fake_in = images[:n], images[n:]
             if cfg.r1_weight > 0:
                 real_in = real_in.detach().requires_grad_(True)
@@ -211,6 +221,8 @@ class DCGAN(GANFamily):
             scores = scores.float()
             real_scores, fake_scores = scores[:n], scores[n:]
             d_loss = discriminator_loss(cfg.loss, real_scores, fake_scores)
+        if self.augment.adaptive:
+            self.augment.update(real_scores)
         total = d_loss
         if aux is not None:
             total = total + self.class_loss_weight * d_class
@@ -232,12 +244,12 @@ class DCGAN(GANFamily):
         with frozen(unwrap(discriminator)) as critic:
             with ctx.autocast():
                 if aux is not None:
-                    fake_scores, logits = critic(self._augment(fake), aux[1], with_logits=True)
+                    fake_scores, logits = critic(self.augment(fake), aux[1], with_logits=True)
                     g_class = F.cross_entropy(logits.float(), aux[1])
                     g_loss = generator_loss(cfg.loss, fake_scores)
                     g_loss = g_loss + self.class_loss_weight * g_class
                 else:
-                    g_loss = generator_loss(cfg.loss, critic(self._augment(fake), fake_labels))
+                    g_loss = generator_loss(cfg.loss, critic(self.augment(fake), fake_labels))
                 if half < n:
                     pairs = n - half
                     diversity = mode_seeking_ratio(fake[:pairs], fake[half:], z[:pairs], z[half:])
@@ -249,6 +261,8 @@ class DCGAN(GANFamily):
             "g_loss": float(g_loss.detach()),
             "d_real": float(real_scores.detach().mean()),
         }
+        if self.augment.adaptive:
+            losses.update(self.augment.stats())
         if half < n:
             losses["diversity"] = float(diversity.detach())
         if aux is not None:
@@ -272,12 +286,16 @@ class DCGAN(GANFamily):
         state = super().state_dict()
         if self.lecam_anchors is not None:
             state["lecam_anchors"] = self.lecam_anchors.clone()
+        if self.augment.adaptive:
+            state["augment"] = self.augment.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         anchors = state.get("lecam_anchors")
         self.lecam_anchors = None if anchors is None else anchors.clone()
+        if "augment" in state:
+            self.augment.load_state_dict(state["augment"])
 
     # ------------------------------------------------------------------ sampling
     def _inference_generator(self) -> nn.Module:

@@ -43,7 +43,7 @@ from pydantic import Field, model_validator
 from medisynth.errors import ConfigError
 from medisynth.gans.augment import diff_augment
 from medisynth.gans.base import GANFamily, frozen, unwrap
-from medisynth.gans.dcgan import Augmentation
+from medisynth.gans.discriminator_augment import Augmentation
 from medisynth.gans.multiscale_tiling import (
     Ramp,
     Scratch,

@@ -41,13 +41,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field
 from torch import nn
 
 from medisynth.errors import ConfigError
-from medisynth.gans.ada import AdaptiveAugment, AugmentMode
-from medisynth.gans.augment import diff_augment
+from medisynth.gans.ada import AugmentMode
 from medisynth.gans.base import GANFamily, frozen, unwrap
+from medisynth.gans.discriminator_augment import AugmentSettings, DiscriminatorAugment
 from medisynth.gans.style_losses import (
     logistic_d_loss,
     logistic_g_loss,
@@ -57,14 +57,13 @@ from medisynth.gans.style_losses import (
     rpgan_g_loss,
 )
 from medisynth.nets.style import StyleDiscriminator, StyleGenerator, synthesis_resolution
-from medisynth.settings import IMAGE_FORMATS, FamilyConfig
+from medisynth.settings import IMAGE_FORMATS
 
-Augmentation = Literal["flip", "color", "translation", "cutout"]
 GRID_SEED = 20_191_212  # fixed noise for monitoring grids (StyleGAN2's arXiv date)
 R1_GAMMA_RULE = 0.0002  # StyleGAN2-ADA's automatic gamma: 0.0002 * resolution^2 / batch
 
 
-class StyleConfig(FamilyConfig):
+class StyleConfig(AugmentSettings):
     """Settings of the style family (``model:`` section of a run config).
 
     Attributes:
@@ -83,12 +82,9 @@ class StyleConfig(FamilyConfig):
             the networks' resolution (32 for 28-pixel images) and ``batch`` the batch size.
         r1_interval: steps between (lazy) penalty computations; 1 = every step.
         mix_prob: probability of style mixing per training batch.
-        ada: ``"adaptive"`` (ADA), ``"fixed"`` (``p = ada_p`` throughout) or ``"off"``.
-        ada_target: the ``r_t`` ADA steers towards.
-        ada_p: the initial (adaptive) or constant (fixed) augmentation probability.
-        ada_kimg: thousands of images for ``p`` to go from 0 to 1.
-        ada_interval: training steps between adjustments of ``p``.
-        diffaugment: a DiffAugment policy instead of ADA (only with ``ada: off``).
+        ada, ada_target, ada_p, ada_kimg, ada_interval, diffaugment: discriminator
+            augmentation (:class:`~medisynth.gans.discriminator_augment.AugmentSettings`);
+            here ADA is adaptive by default.
         lr_g, lr_d: Adam learning rates (StyleGAN2-ADA: 0.0025 both).
         betas: Adam betas.
         grid_per_class: images per class in monitoring grids.
@@ -106,24 +102,10 @@ class StyleConfig(FamilyConfig):
     r1_interval: int = Field(default=16, ge=1)
     mix_prob: float = Field(default=0.9, ge=0, le=1)
     ada: AugmentMode = "adaptive"
-    ada_target: float = Field(default=0.6, gt=0, le=1)
-    ada_p: float = Field(default=0.0, ge=0, le=1)
-    ada_kimg: float = Field(default=100.0, gt=0)
-    ada_interval: int = Field(default=4, ge=1)
-    diffaugment: list[Augmentation] = Field(default_factory=list)
     lr_g: float = Field(default=0.0025, gt=0)
     lr_d: float = Field(default=0.0025, gt=0)
     betas: tuple[float, float] = (0.0, 0.99)
     grid_per_class: int = Field(default=8, ge=1)
-
-    @model_validator(mode="after")
-    def _one_augmentation(self) -> StyleConfig:
-        if self.diffaugment and self.ada != "off":
-            raise ValueError(
-                f"model.diffaugment and model.ada: {self.ada} both augment what the "
-                "discriminator sees; set model.ada: off to use DiffAugment, or drop diffaugment"
-            )
-        return self
 
 
 class StyleGAN(GANFamily):
@@ -148,9 +130,7 @@ class StyleGAN(GANFamily):
         self.num_classes = data.num_classes if cfg.conditional and data.num_classes > 1 else 0
         self.steps_done = 0  # for the lazy regularisation schedule
         self.last_reg = 0.0  # the last penalty computed (logged every step)
-        self.augment_pipe = AdaptiveAugment(
-            cfg.ada, cfg.ada_p, cfg.ada_target, cfg.ada_interval, cfg.ada_kimg
-        )
+        self.augment = DiscriminatorAugment(cfg)
         generator = StyleGenerator(
             z_dim=cfg.latent_dim,
             w_dim=cfg.w_dim,
@@ -180,26 +160,11 @@ class StyleGAN(GANFamily):
         )
 
     # ------------------------------------------------------------------ training
-    def _augment(self, x: torch.Tensor) -> torch.Tensor:
-        """What every image D sees goes through: ADA's pipeline, or DiffAugment with ADA off."""
-        if self.config.ada != "off":
-            return self.augment_pipe(x)
-        return diff_augment(x, self.config.diffaugment) if self.config.diffaugment else x
-
     def r1_gamma(self, batch_size: int) -> float:
         """The R1 (and R2) weight: ``r1_gamma``, or StyleGAN2-ADA's rule for this batch size."""
         if self.config.r1_gamma is not None:
             return self.config.r1_gamma
         return R1_GAMMA_RULE * self.resolution**2 / batch_size
-
-    def _update_augment(self, real_logits: torch.Tensor) -> None:
-        """Feed D's logits on reals to ADA (gathered over processes, so all keep the same p)."""
-        logits = real_logits.detach()
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            parts = [torch.empty_like(logits) for _ in range(torch.distributed.get_world_size())]
-            torch.distributed.all_gather(parts, logits)
-            logits = torch.cat(parts)
-        self.augment_pipe.update(logits)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         cfg, ctx = self.config, self.context
@@ -215,15 +180,15 @@ class StyleGAN(GANFamily):
         # discriminator: real and generated images in separate passes (the minibatch standard
         # deviation must not mix them), both through the augmentation
         with ctx.autocast():
-            real_logits = discriminator(self._augment(real), labels).float()
-            fake_logits = discriminator(self._augment(fake.detach().to(real.dtype)), labels)
+            real_logits = discriminator(self.augment(real), labels).float()
+            fake_logits = discriminator(self.augment(fake.detach().to(real.dtype)), labels)
             fake_logits = fake_logits.float()
             if relativistic:
                 d_loss = rpgan_d_loss(real_logits, fake_logits)
             else:
                 d_loss = logistic_d_loss(real_logits, fake_logits)
         ctx.backward(d_loss)
-        self._update_augment(real_logits)
+        self.augment.update(real_logits)
         if self.steps_done % cfg.r1_interval == 0:
             reg = self._penalties(discriminator, real, fake.detach(), labels)
             ctx.backward(reg)
@@ -233,10 +198,10 @@ class StyleGAN(GANFamily):
         # generator: through the plain discriminator, whose weights are frozen for this step
         with frozen(unwrap(discriminator)) as critic:
             with ctx.autocast():
-                fake_logits = critic(self._augment(fake), labels).float()
+                fake_logits = critic(self.augment(fake), labels).float()
                 if relativistic:
                     with torch.no_grad():
-                        anchor = critic(self._augment(real), labels).float()
+                        anchor = critic(self.augment(real), labels).float()
                     g_loss = rpgan_g_loss(anchor, fake_logits)
                 else:
                     g_loss = logistic_g_loss(fake_logits)
@@ -248,8 +213,7 @@ class StyleGAN(GANFamily):
             "g_loss": float(g_loss.detach()),
             "d_real": float(real_logits.detach().mean()),
             "reg": self.last_reg,
-            "ada_p": self.augment_pipe.p,
-            "r_t": self.augment_pipe.r_t,
+            **self.augment.stats(),
         }
 
     def _penalties(
@@ -263,14 +227,14 @@ class StyleGAN(GANFamily):
         gradient of a gradient is too noisy in bf16 and overflows in fp16."""
         cfg = self.config
         gamma = self.r1_gamma(real.shape[0])
-        real_in = self._augment(real.float()).detach().requires_grad_(True)
+        real_in = self.augment(real.float()).detach().requires_grad_(True)
         real_logits = discriminator(real_in, labels)
         total = r1_penalty(real_logits, real_in, gamma, cfg.r1_interval)
         # + 0 * logits: every parameter of D takes part in the backward pass (the output bias
         # does not affect the gradient), as DistributedDataParallel requires
         total = total + 0.0 * real_logits.float().sum()
         if cfg.loss == "relativistic":
-            fake_in = self._augment(fake.float()).detach().requires_grad_(True)
+            fake_in = self.augment(fake.float()).detach().requires_grad_(True)
             fake_logits = discriminator(fake_in, labels)
             total = total + r2_penalty(fake_logits, fake_in, gamma, cfg.r1_interval)
             total = total + 0.0 * fake_logits.float().sum()
@@ -278,7 +242,7 @@ class StyleGAN(GANFamily):
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state["augment"] = self.augment_pipe.state_dict()
+        state["augment"] = self.augment.state_dict()
         state["steps_done"] = self.steps_done
         state["last_reg"] = self.last_reg
         return state
@@ -286,7 +250,7 @@ class StyleGAN(GANFamily):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         if "augment" in state:
-            self.augment_pipe.load_state_dict(state["augment"])
+            self.augment.load_state_dict(state["augment"])
         self.steps_done = int(state.get("steps_done", 0))
         self.last_reg = float(state.get("last_reg", 0.0))
 
