@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from medisynth.data.sets import ImageSet, load_image_set
 from medisynth.errors import ConfigError, ReadError
 from medisynth.files import atomic_folder
 from medisynth.study.store import IMAGES, add_image, init_study, is_study
-from medisynth.validate.inputs import ImageSet, load_image_set
 
 #: the zlib level of every PNG (fixed, so the encoder settings are the same for all images)
 PNG_COMPRESS_LEVEL = 6

@@ -4,8 +4,8 @@ See :func:`medisynth.validate.protocol.validate` and ``docs/validate.md``. Modul
 top: ``protocol`` (resolve the inputs, run the chosen metrics, write the reports), ``report``
 (the HTML page), ``registry`` (the metrics by name) over ``metric`` (what a metric is),
 ``context`` (the resolved inputs, shared features), ``model_set`` (a set generated from a
-model), ``render`` (tables and figures), ``inputs`` (reading sets), ``options``, ``results``
-and ``keys``.
+model), ``render`` (tables and figures), ``options``, ``results`` and ``keys``. The sets are
+read by :mod:`medisynth.data.sets`.
 """
 
 from medisynth.validate.protocol import ValidateOptions, run_validation, validate

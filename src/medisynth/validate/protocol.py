@@ -54,11 +54,11 @@ from typing import Any
 import numpy as np
 
 from medisynth import __version__
+from medisynth.data.sets import ImageSet, load_image_set
 from medisynth.errors import ConfigError
 from medisynth.files import atomic_write_text
 from medisynth.validate import keys as K
 from medisynth.validate.context import RunInputs
-from medisynth.validate.inputs import ImageSet, load_image_set
 from medisynth.validate.metric import Metric
 from medisynth.validate.model_set import synthetic_set
 from medisynth.validate.options import MetricSettings

@@ -1,4 +1,5 @@
-"""Reading the image sets that ``medisynth validate`` compares, and scaling them to ``[0, 1]``.
+"""Reading the image sets that ``medisynth validate`` compares and ``medisynth study create``
+draws from, and scaling them to ``[0, 1]``.
 
 A set is named by a *spec*:
 
