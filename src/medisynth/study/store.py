@@ -31,6 +31,7 @@ Tables:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -205,13 +206,15 @@ def readers(conn: sqlite3.Connection) -> list[str]:
 
 
 def reader_for_token(conn: sqlite3.Connection, token: str) -> str | None:
-    """The reader whose token this is, or None (constant-time comparison of the hashes)."""
+    """The reader whose token this is, or None.
+
+    Looked up by the token's sha256 (what a lookup's timing could reveal is about the hash,
+    which tells nothing of a token), then compared in constant time."""
     given = hash_token(token)
-    found = None
-    for name, stored in conn.execute("SELECT name, token_hash FROM readers"):
-        if hmac.compare_digest(given, stored):
-            found = name
-    return found
+    row = conn.execute(
+        "SELECT name, token_hash FROM readers WHERE token_hash = ?", (given,)
+    ).fetchone()
+    return row[0] if row is not None and hmac.compare_digest(given, row[1]) else None
 
 
 def set_admin_token(conn: sqlite3.Connection) -> str:
@@ -237,8 +240,13 @@ def csrf_token(conn: sqlite3.Connection, reader: str) -> str:
 def reader_order(conn: sqlite3.Connection, reader: str) -> list[str]:
     """The reader's own seeded random order of every image."""
     seed = conn.execute("SELECT seed FROM readers WHERE name = ?", (reader,)).fetchone()[0]
-    ids = image_ids(conn)
-    return [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
+    return list(_order(int(seed), tuple(image_ids(conn))))
+
+
+@functools.lru_cache(maxsize=1024)
+def _order(seed: int, ids: tuple[str, ...]) -> tuple[str, ...]:
+    """``ids`` in the random order of ``seed`` (cached: the server asks on every request)."""
+    return tuple(ids[i] for i in np.random.default_rng(seed).permutation(len(ids)))
 
 
 def answered(conn: sqlite3.Connection, reader: str) -> set[str]:
