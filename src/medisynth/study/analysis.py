@@ -250,7 +250,8 @@ def plots(summary: dict[str, Any], answers: Sequence[Answer]) -> list[str]:
         ax.plot([0, 1], [0, 1], color="grey", linestyle="--")
         ax.set_xlabel("1 - specificity")
         ax.set_ylabel("sensitivity (synthetic spotted)")
-        ax.legend(fontsize="small")
+        if ax.get_legend_handles_labels()[0]:  # no curve without both truths answered
+            ax.legend(fontsize="small")
         figures.append(_png(fig))
     return figures
 
