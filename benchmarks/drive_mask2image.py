@@ -114,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     from medisynth.apply.mask2image import generate_pairs, synthesise
     from medisynth.config import load_config
+    from medisynth.data.sets import load_image_set
     from medisynth.package import load_package
     from medisynth.training.engine import Trainer
-    from medisynth.validate.inputs import load_image_set
 
     start = time.perf_counter()
     labels_dir = write_label_maps(args.data, args.work / "labels")

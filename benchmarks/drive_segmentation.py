@@ -101,7 +101,7 @@ def pad_to(images: np.ndarray, multiple: int) -> np.ndarray:
 
 def read_synthetic(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Image + mask pairs from an npz (green channel of colour images, scaled per image)."""
-    from medisynth.validate.inputs import load_image_set
+    from medisynth.data.sets import load_image_set
 
     pairs = load_image_set(str(path))
     if pairs.masks is None:

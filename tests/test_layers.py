@@ -15,7 +15,7 @@ NO_CYCLE_BETWEEN = [  # (upper, lower): the upper one uses the lower one, never 
     ("medisynth.config", "medisynth.gans"),
     ("medisynth.training", "medisynth.data"),
     ("medisynth.demo", "medisynth.training"),
-    ("medisynth.study", "medisynth.validate"),  # study reads sets with validate's readers
+    ("medisynth.validate", "medisynth.study"),  # validate --study adds a study's statistics
 ]
 
 #: what the leaf of the configuration may import

@@ -17,13 +17,13 @@ from medisynth.apply.generate import generate
 from medisynth.cli import main
 from medisynth.config import RunConfig
 from medisynth.data.intensity import IntensityMap
+from medisynth.data.sets import load_image_set
 from medisynth.errors import ConfigError, MedisynthError
 from medisynth.export.pacs import dicom_files
 from medisynth.gans import get_family
 from medisynth.gans.base import DataInfo
 from medisynth.output_set import RECORD, IncompleteSetError, OutputSet, check_complete
 from medisynth.package import save_package
-from medisynth.validate.inputs import load_image_set
 
 
 @pytest.fixture(scope="module")

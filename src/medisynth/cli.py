@@ -339,6 +339,12 @@ def validate(
     train_masks: str | None = typer.Option(
         None, "--train-masks", help="Segmentation masks of --train (a set spec)."
     ),
+    study: Path | None = typer.Option(
+        None,
+        "--study",
+        help="A reader study folder (`medisynth study`): its statistics join the report and "
+        "the model card.",
+    ),
 ) -> None:
     """Compare synthetic with real images: fidelity, diversity, memorisation, utility -> report."""
     from medisynth.validate.protocol import ValidateOptions
@@ -360,7 +366,7 @@ def validate(
     report = run(
         real, synthetic, output, options, train=train, heldout=heldout, mask=mask,
         real_masks=real_masks, synthetic_masks=synthetic_masks, train_masks=train_masks,
-        model=model,
+        model=model, study=study,
     )  # fmt: skip
     for line in report["verdicts"]:
         typer.echo(line)

@@ -21,12 +21,12 @@ import torch
 
 from medisynth.apply.generate import generate
 from medisynth.config import RunConfig
+from medisynth.data.sets import ImageSet
 from medisynth.errors import ConfigError
 from medisynth.files import atomic_write_text
 from medisynth.package import load_package
 from medisynth.training.engine import Trainer
 from medisynth.training.logging import save_image_grid
-from medisynth.validate.inputs import ImageSet
 from medisynth.validate.protocol import ValidateOptions, run_validation
 from medisynth.validate.report import write_html
 

@@ -271,9 +271,46 @@ def attach_metrics(folder: str | os.PathLike[str], report: dict[str, Any]) -> di
         "verdicts": report.get("verdicts", []),
         "values": {name: _scalars(value) for name, value in report.get("metrics", {}).items()},
     }
+    study = _reader_study(report.get("reader_study"))
+    if study:
+        card["metrics"]["reader_study"] = study
     atomic_write_text(folder / CARD_JSON, json.dumps(card, indent=2) + "\n")
     atomic_write_text(folder / CARD_MD, model_card_markdown(card))
     return card
+
+
+#: what a card records of a report's reader study: counts and pooled statistics, never a
+#: reader's name (the report's per-reader entries stay out)
+_STUDY_NUMBERS = ("n_readers", "n_images", "n_real", "n_synthetic", "n_answers", "accuracy",
+                  "accuracy_ci", "p_value", "sensitivity", "specificity", "auc", "kappa",
+                  "level")  # fmt: skip
+_STUDY_MATCHES = ("same set", "same model", "another set", "unknown")
+
+
+def _reader_study(section: Any) -> dict[str, Any]:
+    """The numbers of a report's ``reader_study`` section that a card records (empty when the
+    report has none): counts, pooled statistics and whether the study showed the validated
+    sets."""
+    if not isinstance(section, dict):
+        return {}
+
+    def number(value: Any) -> bool:
+        return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+    kept = {
+        key: value
+        for key, value in ((k, section.get(k)) for k in _STUDY_NUMBERS)
+        if number(value)
+        or (isinstance(value, list) and len(value) == 2 and all(map(number, value)))
+    }
+    match = section.get("match")
+    if isinstance(match, dict):
+        kept["match"] = {
+            role: value
+            for role, value in match.items()
+            if role in ("real", "synthetic") and value in _STUDY_MATCHES
+        }
+    return kept
 
 
 def model_card_markdown(card: dict[str, Any]) -> str:
@@ -332,8 +369,26 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         "",
     ]
     if card.get("metrics"):
-        lines += ["## Metrics", "", "```json", json.dumps(card["metrics"], indent=2), "```", ""]
+        lines += ["## Metrics", "", *_study_lines(card["metrics"].get("reader_study"))]
+        lines += ["```json", json.dumps(card["metrics"], indent=2), "```", ""]
     return "\n".join(lines)
+
+
+def _study_lines(study: Any) -> list[str]:
+    """The Markdown card's sentence about a reader study (none without one)."""
+    if not isinstance(study, dict) or "n_answers" not in study:
+        return []
+    if not study["n_answers"] or study.get("accuracy") is None:
+        return [f"Reader study: no answers yet ({study.get('n_images')} images).", ""]
+    low, high = study.get("accuracy_ci") or (None, None)
+    kappa = study.get("kappa")
+    return [
+        f"Reader study: accuracy {study['accuracy']:.3f} (95% CI {low:.3f}-{high:.3f}, "
+        f"p = {study.get('p_value', 0):.3g}) telling synthetic from real, {study['n_answers']} "
+        f"answers by {study.get('n_readers')} reader(s) on {study.get('n_images')} images; "
+        f"Fleiss' kappa {'n/a' if kappa is None else f'{kappa:.3f}'}.",
+        "",
+    ]
 
 
 @dataclass

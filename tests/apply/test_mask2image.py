@@ -16,10 +16,10 @@ from PIL import Image
 from medisynth.apply.mask2image import generate_pairs, synthesise, transform_masks
 from medisynth.cli import main
 from medisynth.config import RunConfig
+from medisynth.data.sets import load_image_set
 from medisynth.errors import ConfigError
 from medisynth.package import load_package
 from medisynth.training.engine import train
-from medisynth.validate.inputs import load_image_set
 
 
 def write_data(folder: Path, n: int = 6, size: int = 32) -> None:

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from medisynth.cli import main
+from medisynth.data.sets import load_image_set
 from medisynth.errors import ConfigError
 from medisynth.study import store
 from medisynth.study.create import create_study
@@ -100,6 +101,17 @@ def test_database_holds_no_path_and_labels(study: Path) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     dump = "\n".join(conn.iterdump())
     assert str(study.parent) not in dump and "real.npz" not in dump
+
+
+def test_the_sets_drawn_from_are_recorded_without_paths(study: Path) -> None:
+    real, synthetic = write_sets(study.parent)  # the same sets again (same seed)
+    conn = store.open_study(study)
+    sources = store.study_sources(conn)
+    assert sources is not None
+    for truth, spec in (("real", real), ("synthetic", synthetic)):
+        described = load_image_set(spec).describe()
+        assert sources[truth] == {k: v for k, v in described.items() if k != "spec"}
+    assert sources["real"]["fingerprint"].endswith(":test") and sources["real"]["labels"]
 
 
 def test_existing_folders_are_refused(tmp_path: Path, study: Path) -> None:

@@ -11,9 +11,9 @@ import pytest
 import typer
 
 from medisynth.cli import app
+from medisynth.data.sets import ImageSet
 from medisynth.validate import keys as K
 from medisynth.validate.context import ROLES, RunInputs
-from medisynth.validate.inputs import ImageSet
 from medisynth.validate.metric import Metric, Needs
 from medisynth.validate.protocol import ValidateOptions, run_validation
 from medisynth.validate.registry import DEFAULT_METRICS, METRICS

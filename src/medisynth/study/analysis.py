@@ -21,15 +21,27 @@ import csv
 import html
 import io
 import json
+import sqlite3
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from medisynth.errors import ReadError
 from medisynth.files import atomic_path
-from medisynth.study.store import IMAGES, TRUTHS, Answer, load_answers, open_study
+from medisynth.study.store import (
+    IMAGES,
+    TRUTHS,
+    Answer,
+    image_table,
+    load_answers,
+    open_study,
+    readers,
+    study_sources,
+)
 
 #: the confidence interval level of every accuracy
 LEVEL = 0.95
@@ -124,16 +136,62 @@ def summarise(answers: Sequence[Answer]) -> dict[str, Any]:
     }
 
 
+def pseudonymised(answers: Sequence[Answer]) -> list[Answer]:
+    """The answers with every reader renamed ``reader 1``, ``reader 2``, ... (numbered by
+    accuracy, then number of answers, so the numbers say nothing of the names) and no comments
+    or times: what a report that leaves the study may show."""
+    groups: dict[str, list[Answer]] = defaultdict(list)
+    for a in answers:
+        groups[a.reader].append(a)
+
+    def rank(name: str) -> tuple[float, int]:
+        rows = groups[name]
+        return sum(a.answer == a.truth for a in rows) / len(rows), len(rows)
+
+    names = {name: f"reader {i + 1}" for i, name in enumerate(sorted(groups, key=rank))}
+    return [replace(a, reader=names[a.reader], comment="", time="") for a in answers]
+
+
+@dataclass(frozen=True)
+class StudyData:
+    """A study's answers and what it holds: images by truth, invited readers, and what the
+    images were drawn from (``sources``, None for a study made before medisynth recorded it)."""
+
+    answers: list[Answer]
+    n_real: int
+    n_synthetic: int
+    n_invited: int
+    sources: dict[str, dict[str, Any]] | None
+
+
+def load_study(study: str | Path) -> StudyData:
+    """Read a study's answers and counts.
+
+    Raises:
+        ReadError: ``study`` is not a readable reader study.
+    """
+    conn = open_study(study)
+    try:
+        truths = [truth for _, truth, _, _ in image_table(conn)]
+        return StudyData(
+            load_answers(conn),
+            truths.count("real"),
+            truths.count("synthetic"),
+            len(readers(conn)),
+            study_sources(conn),
+        )
+    except (sqlite3.Error, ValueError) as err:  # a damaged table or sources record
+        raise ReadError(study, f"not a readable reader study ({err})") from err
+    finally:
+        conn.close()
+
+
 # --------------------------------------------------------------------------- the report
 def analyze_study(study: str | Path, out: str | Path) -> dict[str, Any]:
     """Write ``report.json``, ``answers.csv`` and ``report.html`` of ``study`` into ``out``;
     returns the summary."""
     study, out = Path(study), Path(out)
-    conn = open_study(study)
-    try:
-        answers = load_answers(conn)
-    finally:
-        conn.close()
+    answers = load_study(study).answers
     summary = summarise(answers)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "report.json") as tmp:
@@ -159,14 +217,16 @@ def _png(figure: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def _plots(summary: dict[str, Any], answers: Sequence[Answer]) -> list[str]:
+def plots(summary: dict[str, Any], answers: Sequence[Answer]) -> list[str]:
+    """The accuracy (with intervals) and ROC plots of a summary, as PNG data URIs (none
+    without answers)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_curve
 
-    plots = []
+    figures = []
     names = [n for n, s in summary["readers"].items() if s["accuracy"] is not None]
     groups = [*names, "pooled"]
     stats = [summary["readers"][n] for n in names] + [summary["pooled"]]
@@ -179,7 +239,7 @@ def _plots(summary: dict[str, Any], answers: Sequence[Answer]) -> list[str]:
         ax.set_xticks(range(len(groups)), groups, rotation=45, ha="right")
         ax.set_ylim(0, 1)
         ax.set_ylabel("accuracy (95% Wilson)")
-        plots.append(_png(fig))
+        figures.append(_png(fig))
         fig, ax = plt.subplots(figsize=(4, 4))
         for name in groups:
             rows = [a for a in answers if name == "pooled" or a.reader == name]
@@ -190,9 +250,10 @@ def _plots(summary: dict[str, Any], answers: Sequence[Answer]) -> list[str]:
         ax.plot([0, 1], [0, 1], color="grey", linestyle="--")
         ax.set_xlabel("1 - specificity")
         ax.set_ylabel("sensitivity (synthetic spotted)")
-        ax.legend(fontsize="small")
-        plots.append(_png(fig))
-    return plots
+        if ax.get_legend_handles_labels()[0]:  # no curve without both truths answered
+            ax.legend(fontsize="small")
+        figures.append(_png(fig))
+    return figures
 
 
 def _thumb(images: Path, image_id: str) -> str:
@@ -230,7 +291,7 @@ def _html(summary: dict[str, Any], answers: Sequence[Answer], images: Path) -> s
         )
 
     kappa = summary["fleiss"]
-    plots = "".join(f'<img src="{p}" alt="plot">' for p in _plots(summary, answers))
+    figures = "".join(f'<img src="{p}" alt="plot">' for p in plots(summary, answers))
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Reader study</title>
 <style>body{{font-family:sans-serif}}td,th{{padding:2px 8px}}figure{{display:inline-block}}</style>
 </head><body><h1>Reader study</h1>
@@ -244,7 +305,7 @@ answered by all)</p>
         if classes
         else ""
     }
-{plots}
+{figures}
 <h2>Most convincing synthetic images</h2>{gallery(fooled[:8])}
 <h2>Least convincing synthetic images</h2>{gallery(fooled[::-1][:8])}
 </body></html>

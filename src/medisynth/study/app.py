@@ -29,6 +29,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from medisynth.study import store
+from medisynth.study.writer import AnswerWriter
 
 _HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 _PAGE_HEADERS = {
@@ -186,10 +187,12 @@ def _admin_body(
 
 
 def create_app(folder: str | Path) -> Starlette:
-    """The app serving the study in ``folder`` (one SQLite connection, used under a lock)."""
+    """The app serving the study in ``folder`` (one SQLite connection for reads, used under a
+    lock; answers go through an :class:`~medisynth.study.writer.AnswerWriter`)."""
     folder = Path(folder)
     conn = store.open_study(folder)
     lock = threading.Lock()
+    writer = AnswerWriter(folder)  # answers: its own connection, commits in a worker thread
 
     def reader_of(request: Request) -> str | None:
         with lock:
@@ -251,10 +254,10 @@ def create_app(folder: str | Path) -> Starlette:
             )
             if not known or call not in store.TRUTHS or not 1 <= confidence <= 5:
                 return _page("Bad request", "<p>Incomplete answer; go back.</p>", status=400)
-            try:
-                store.record_answer(conn, reader, image_id, call, confidence, comment)
-            except sqlite3.Error:
-                return _page("Error", "<p>The answer was not saved; try again.</p>", status=503)
+        try:  # committed off the event loop, with the answers that arrive meanwhile
+            await writer.record(reader, image_id, call, confidence, comment)
+        except sqlite3.Error:
+            return _page("Error", "<p>The answer was not saved; try again.</p>", status=503)
         return RedirectResponse(f"/r/{request.path_params['token']}", status_code=303)
 
     async def admin(request: Request) -> Response:

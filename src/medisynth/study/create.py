@@ -6,7 +6,8 @@ for all), one size (the real set's; synthetic images of another size are resized
 window computed over the chosen real and synthetic images together (8-bit sources keep 0..255),
 no metadata (no text chunks, no physical size, deterministic encoder settings), no compression
 (so every file has the same length: a compressed size would tell how smooth an image is) and
-file names that are opaque random ids.
+file names that are opaque random ids. The database records what each side was drawn from (size,
+type, fingerprint, generating model; no path): :func:`source_record`.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from medisynth.data.sets import ImageSet, generated_by, load_image_set
 from medisynth.errors import ConfigError, ReadError
 from medisynth.files import atomic_folder
-from medisynth.study.store import IMAGES, add_image, init_study, is_study
-from medisynth.validate.inputs import ImageSet, load_image_set
+from medisynth.study.store import IMAGES, add_image, init_study, is_study, record_sources
 
 #: the zlib level of every PNG: 0 (stored, not compressed), so a file's length depends on the
 #: image size and bit depth alone, the same for every image of a study, and cannot tell smooth
@@ -100,6 +101,8 @@ def create_study(
         conn = init_study(folder)
         try:
             conn.execute("BEGIN")
+            sources = {"real": real_set, "synthetic": synthetic_set}
+            record_sources(conn, {truth: source_record(s) for truth, s in sources.items()})
             for truth, i, index in entries:
                 data = real_set if truth == "real" else synthetic_set
                 image_id = secrets.token_hex(8)
@@ -111,6 +114,14 @@ def create_study(
         finally:
             conn.close()
     return StudySummary(out, n_real, n_synthetic, bits, size)
+
+
+def source_record(data: ImageSet) -> dict[str, object]:
+    """What a study records of a source set: its description without the spec (a path), and
+    the generating model's id when medisynth wrote the set."""
+    record = {k: v for k, v in data.describe().items() if k != "spec"}
+    model = generated_by(data.spec)
+    return record if model is None else {**record, "model_id": model}
 
 
 def _pick(data: ImageSet, count: int, rng: np.random.Generator) -> np.ndarray:

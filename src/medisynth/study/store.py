@@ -13,7 +13,10 @@ Tables:
   never stored) and ``seed`` of the reader's own image order.
 - ``answers``: ``reader``, ``image``, ``answer`` (``real`` / ``synthetic``), ``confidence`` 1-5,
   ``comment``, ``time``; ``UNIQUE(reader, image)``, so a double submit cannot duplicate.
-- ``meta``: the admin token's hash and the server's CSRF secret.
+- ``meta``: the admin token's hash, the server's CSRF secret and ``sources``: what the real
+  and the synthetic images were drawn from (size, type, fingerprint, and the model that
+  generated a set medisynth wrote; never a path), so that ``medisynth validate --study`` can
+  tell whether the study judged the sets it validates.
 
 >>> import tempfile, pathlib
 >>> folder = pathlib.Path(tempfile.mkdtemp()) / "study"
@@ -28,8 +31,10 @@ Tables:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import sqlite3
@@ -124,13 +129,37 @@ def open_study(folder: str | Path) -> sqlite3.Connection:
     """Open the study in ``folder``.
 
     Raises:
-        ReadError: ``folder`` is not a study folder.
+        ReadError: ``folder`` is not a study folder, or its database is not one.
     """
     if not is_study(folder):
         raise ReadError(
             folder, f"not a reader study (no {DATABASE})", "make one with `medisynth study create`"
         )
-    return _connect(Path(folder) / DATABASE)
+    conn = None
+    try:
+        conn = _connect(Path(folder) / DATABASE)
+        conn.execute("SELECT 1 FROM images, readers, answers, meta LIMIT 0").fetchall()
+    except sqlite3.Error as err:
+        if conn is not None:
+            conn.close()
+        raise ReadError(
+            Path(folder) / DATABASE,
+            f"not a reader study's database ({err})",
+            "give the folder that `medisynth study create` wrote",
+        ) from err
+    return conn
+
+
+def record_sources(conn: sqlite3.Connection, sources: dict[str, dict[str, object]]) -> None:
+    """Store what the images were drawn from, by truth (``real`` / ``synthetic``)."""
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('sources', ?)", (json.dumps(sources),))
+
+
+def study_sources(conn: sqlite3.Connection) -> dict[str, dict[str, object]] | None:
+    """What the images were drawn from (see :func:`record_sources`); None for a study made
+    before medisynth recorded it."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'sources'").fetchone()
+    return None if row is None else dict(json.loads(row[0]))
 
 
 def add_image(
@@ -177,13 +206,15 @@ def readers(conn: sqlite3.Connection) -> list[str]:
 
 
 def reader_for_token(conn: sqlite3.Connection, token: str) -> str | None:
-    """The reader whose token this is, or None (constant-time comparison of the hashes)."""
+    """The reader whose token this is, or None.
+
+    Looked up by the token's sha256 (what a lookup's timing could reveal is about the hash,
+    which tells nothing of a token), then compared in constant time."""
     given = hash_token(token)
-    found = None
-    for name, stored in conn.execute("SELECT name, token_hash FROM readers"):
-        if hmac.compare_digest(given, stored):
-            found = name
-    return found
+    row = conn.execute(
+        "SELECT name, token_hash FROM readers WHERE token_hash = ?", (given,)
+    ).fetchone()
+    return row[0] if row is not None and hmac.compare_digest(given, row[1]) else None
 
 
 def set_admin_token(conn: sqlite3.Connection) -> str:
@@ -209,8 +240,13 @@ def csrf_token(conn: sqlite3.Connection, reader: str) -> str:
 def reader_order(conn: sqlite3.Connection, reader: str) -> list[str]:
     """The reader's own seeded random order of every image."""
     seed = conn.execute("SELECT seed FROM readers WHERE name = ?", (reader,)).fetchone()[0]
-    ids = image_ids(conn)
-    return [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
+    return list(_order(int(seed), tuple(image_ids(conn))))
+
+
+@functools.lru_cache(maxsize=1024)
+def _order(seed: int, ids: tuple[str, ...]) -> tuple[str, ...]:
+    """``ids`` in the random order of ``seed`` (cached: the server asks on every request)."""
+    return tuple(ids[i] for i in np.random.default_rng(seed).permutation(len(ids)))
 
 
 def answered(conn: sqlite3.Connection, reader: str) -> set[str]:

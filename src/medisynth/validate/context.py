@@ -5,7 +5,7 @@ held-out set where none is given, picks one intensity window and maps every set 
 Features are computed once per extractor and set, and shared by the metrics that read them.
 
 >>> import numpy as np
->>> from medisynth.validate.inputs import ImageSet
+>>> from medisynth.data.sets import ImageSet
 >>> real = ImageSet("real", np.zeros((4, 1, 6, 6), np.float32), None, "uint8", "r")
 >>> syn = ImageSet("syn", np.full((3, 1, 6, 6), 255, np.float32), None, "uint8", "s")
 >>> inputs = RunInputs.resolve({"real": real, "synthetic": syn})
@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from medisynth.data.sets import ImageSet, intensity_window, to_unit
 from medisynth.errors import ConfigError
 from medisynth.metrics.features import FeatureExtractor, extract_features, get_extractor
 from medisynth.validate import keys as K
-from medisynth.validate.inputs import ImageSet, intensity_window, to_unit
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ VERDICTS = "verdicts"
 DATA_FINDINGS = "data_findings"
 TIMINGS = "timings_s"
 WARNINGS = "warnings"
+READER_STUDY = "reader_study"  # validate --study: the reader study's statistics
 
 # input roles
 REAL = "real"

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from medisynth.data.sets import ImageSet, load_image_set
 from medisynth.errors import ConfigError
-from medisynth.validate.inputs import ImageSet, load_image_set
 
 if TYPE_CHECKING:
     from medisynth.package import ModelPackage

@@ -54,14 +54,15 @@ from typing import Any
 import numpy as np
 
 from medisynth import __version__
+from medisynth.data.sets import ImageSet, load_image_set
 from medisynth.errors import ConfigError
 from medisynth.files import atomic_write_text
 from medisynth.validate import keys as K
 from medisynth.validate.context import RunInputs
-from medisynth.validate.inputs import ImageSet, load_image_set
 from medisynth.validate.metric import Metric
 from medisynth.validate.model_set import synthetic_set
 from medisynth.validate.options import MetricSettings
+from medisynth.validate.reader_study import add_reader_study, load_study
 from medisynth.validate.registry import DEFAULT_METRICS, METRICS
 from medisynth.validate.report import write_html
 from medisynth.validate.results import Outcome, ValidationResult, jsonable
@@ -176,6 +177,7 @@ def validate(
     synthetic_masks: str | None = None,
     train_masks: str | None = None,
     model: str | Path | None = None,
+    study: str | Path | None = None,
 ) -> dict[str, Any]:
     """Read the sets named by specs, run the metrics, write ``report.json`` and ``report.html``.
 
@@ -193,6 +195,8 @@ def validate(
             generated from it in memory: as many images as ``train`` (else ``real``), in its
             class balance for a conditional model, at the real images' size, seed
             ``options.seed``.
+        study: a reader study folder (``medisynth study``): its statistics join the report
+            (``reader_study``; see :mod:`medisynth.validate.reader_study`) and the card.
 
     Returns:
         The report (the content of ``report.json``).
@@ -209,6 +213,7 @@ def validate(
     if Path(output).exists() and not Path(output).is_dir():
         raise ConfigError(f"{output}: exists and is not a folder; give a folder for the report")
     package = None if model is None else load_package(model)
+    study_data = None if study is None else load_study(study)  # refused before any metric
     real_set = load_image_set(real, masks=real_masks)
     train_set = load_image_set(train, masks=train_masks) if train else None
     synthetic_images, made = synthetic_set(
@@ -224,6 +229,8 @@ def validate(
     )
     if made is not None:
         result.report[K.INPUTS][K.MODEL] = jsonable(made)
+    if study_data is not None:
+        add_reader_study(result, study_data)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output / "report.json", json.dumps(result.report, indent=2) + "\n")

@@ -15,6 +15,8 @@ import numpy as np
 
 from medisynth.files import atomic_write_text
 from medisynth.validate import keys as K
+from medisynth.validate.reader_study import ALARMS as STUDY_ALARMS
+from medisynth.validate.reader_study import render_reader_study
 from medisynth.validate.registry import METRICS
 from medisynth.validate.render import grid, table
 from medisynth.validate.results import ValidationResult
@@ -27,8 +29,9 @@ text-align:left;font-size:13px;vertical-align:top}th{background:#f4f4f4}
 """
 
 
-#: beginnings of verdict lines shown as alarms (from every metric's declaration)
-_ALARMS = tuple(alarm for metric in METRICS.values() for alarm in metric.alarms)
+#: beginnings of verdict lines shown as alarms (from every metric's declaration, and the
+#: reader study's)
+_ALARMS = tuple(alarm for metric in METRICS.values() for alarm in metric.alarms) + STUDY_ALARMS
 
 
 def write_html(result: ValidationResult, path: str | Path) -> None:
@@ -64,6 +67,9 @@ def write_html(result: ValidationResult, path: str | Path) -> None:
             parts.append(METRICS[name].render(value, arrays))
         else:
             parts.append(table(value))
+    if K.READER_STUDY in report:
+        parts.append("<h2>Reader study</h2>")
+        parts.append(render_reader_study(report[K.READER_STUDY], arrays))
     if report.get(K.DATA_FINDINGS):
         parts.append("<h2>Data findings</h2>" + table(report[K.DATA_FINDINGS]))
     parts.append("<h2>Options and timings</h2>" + table(report[K.OPTIONS]))

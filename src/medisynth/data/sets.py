@@ -1,4 +1,5 @@
-"""Reading the image sets that ``medisynth validate`` compares, and scaling them to ``[0, 1]``.
+"""Reading the image sets that ``medisynth validate`` compares and ``medisynth study create``
+draws from, and scaling them to ``[0, 1]``.
 
 A set is named by a *spec*:
 
@@ -38,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from medisynth.errors import ConfigError, ReadError
-from medisynth.output_set import check_complete
+from medisynth.output_set import OutputFolderError, check_complete, read_record
 
 
 @dataclass
@@ -193,6 +194,23 @@ def _read_set(spec: str, default_split: str) -> ImageSet:
         spec, data.images[split], labels if labels.ndim == 1 else None, data.source_dtype,
         fingerprint, split, _npz_masks(path, split, data.images[split]),
     )  # fmt: skip
+
+
+def generated_by(spec: str) -> str | None:
+    """The ``model_id`` of the model that generated the set named by ``spec`` when medisynth
+    wrote it (its folder, or the folder of its file, holds a generation record), else None.
+
+    >>> import tempfile
+    >>> generated_by(tempfile.mkdtemp()) is None
+    True
+    """
+    path = _split_spec(spec)[0]
+    try:
+        record = read_record(path if path.is_dir() else path.parent)
+    except OutputFolderError:
+        return None  # someone else's generation.json
+    model = None if record is None else record.get("model_id")
+    return model if isinstance(model, str) else None
 
 
 def _npz_masks(path: Path, split: str, images: np.ndarray) -> np.ndarray | None:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
+from medisynth.data.sets import ImageSet, intensity_window, load_image_set, to_unit
 from medisynth.errors import ConfigError, ReadError
-from medisynth.validate.inputs import ImageSet, intensity_window, load_image_set, to_unit
 
 RNG = np.random.default_rng(0)
 
