@@ -267,7 +267,7 @@ def attach_metrics(folder: str | os.PathLike[str], report: dict[str, Any]) -> di
     card = read_card(folder)
     card["metrics"] = {
         "validated": report.get("created", ""),
-        "inputs": report.get("inputs", {}),
+        "inputs": _card_inputs(report.get("inputs")),
         "verdicts": report.get("verdicts", []),
         "values": {name: _scalars(value) for name, value in report.get("metrics", {}).items()},
     }
@@ -277,6 +277,24 @@ def attach_metrics(folder: str | os.PathLike[str], report: dict[str, Any]) -> di
     atomic_write_text(folder / CARD_JSON, json.dumps(card, indent=2) + "\n")
     atomic_write_text(folder / CARD_MD, model_card_markdown(card))
     return card
+
+
+#: what a card records of each set a report names: sizes and fingerprints, never the set's
+#: path or description (the report's ``spec``) nor the package's location
+_INPUT_KEYS = ("n", "shape", "source_dtype", "labels", "masks", "fingerprint", "model_id",
+               "family", "generated", "seed", "class_counts", "model_size",
+               "resized_to")  # fmt: skip
+
+
+def _card_inputs(inputs: Any) -> dict[str, Any]:
+    """The non-identifying part of a report's ``inputs`` (see :data:`_INPUT_KEYS`)."""
+    if not isinstance(inputs, dict):
+        return {}
+    return {
+        name: {key: entry[key] for key in _INPUT_KEYS if key in entry}
+        for name, entry in inputs.items()
+        if isinstance(entry, dict)
+    }
 
 
 #: what a card records of a report's reader study: counts and pooled statistics, never a

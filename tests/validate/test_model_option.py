@@ -55,6 +55,11 @@ def test_model_generates_the_set_and_gets_the_metrics(
     assert recorded["inputs"][K.MODEL]["model_id"] == card["model_id"]
     assert recorded["validated"] == report[K.CREATED]
     assert "## Metrics" in (package / "model_card.md").read_text()
+    # the card names the sets by size and fingerprint, never by their paths or the package's
+    for text in ((package / CARD_JSON).read_text(), (package / "model_card.md").read_text()):
+        assert str(tmp_path) not in text and str(tiny_npz.parent) not in text
+        assert str(package) not in text
+    assert recorded["inputs"][K.REAL]["fingerprint"] == report[K.INPUTS][K.REAL]["fingerprint"]
     # the same seed gives the same synthetic set
     again = validate(f"{tiny_npz}:val", None, tmp_path / "again", FAST,
                      train=f"{tiny_npz}:train", model=package)  # fmt: skip
