@@ -327,6 +327,17 @@ def validate(
     fid_bootstrap: int = typer.Option(
         0, "--fid-bootstrap", help="Half-sample resamples of the FID interval (0: none; costly)."
     ),
+    paired_bootstrap: int = typer.Option(
+        2000,
+        "--paired-bootstrap",
+        help="Utility/segmentation: resamples of the paired real+classic+synthetic vs "
+        "real+classic comparison (0: none).",
+    ),
+    classic_synthetic: bool = typer.Option(
+        False,
+        "--classic-synthetic",
+        help="Utility/segmentation: also train on synthetic images with classic augmentation.",
+    ),
     mask: str | None = typer.Option(
         None, "--mask", help="Masks (one per real image, non-zero inside) for paired metrics."
     ),
@@ -355,6 +366,8 @@ def validate(
         seed=seed,
         bootstrap=bootstrap,
         fid_bootstrap=fid_bootstrap,
+        paired_bootstrap=paired_bootstrap,
+        classic_synthetic=classic_synthetic,
         progress=sys.stderr.isatty(),
     )
     report = run(
