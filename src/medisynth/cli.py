@@ -276,6 +276,24 @@ def push(
 
 
 # --------------------------------------------------------------------------- validate
+# options of the utility experiments that validate and utility-curve share
+PairedBootstrapOption = Annotated[
+    int,
+    typer.Option(
+        "--paired-bootstrap",
+        help="Utility/segmentation: resamples of the paired real+classic+synthetic vs "
+        "real+classic comparison (0: none).",
+    ),
+]
+ClassicSyntheticOption = Annotated[
+    bool,
+    typer.Option(
+        "--classic-synthetic",
+        help="Utility/segmentation: also train on synthetic images with classic augmentation.",
+    ),
+]
+
+
 @app.command()
 def validate(
     real: str = typer.Option(
@@ -327,17 +345,8 @@ def validate(
     fid_bootstrap: int = typer.Option(
         0, "--fid-bootstrap", help="Half-sample resamples of the FID interval (0: none; costly)."
     ),
-    paired_bootstrap: int = typer.Option(
-        2000,
-        "--paired-bootstrap",
-        help="Utility/segmentation: resamples of the paired real+classic+synthetic vs "
-        "real+classic comparison (0: none).",
-    ),
-    classic_synthetic: bool = typer.Option(
-        False,
-        "--classic-synthetic",
-        help="Utility/segmentation: also train on synthetic images with classic augmentation.",
-    ),
+    paired_bootstrap: PairedBootstrapOption = 2000,
+    classic_synthetic: ClassicSyntheticOption = False,
     mask: str | None = typer.Option(
         None, "--mask", help="Masks (one per real image, non-zero inside) for paired metrics."
     ),
@@ -417,14 +426,8 @@ def utility_curve(
     bootstrap: int = typer.Option(
         200, "--bootstrap", help="Bootstrap resamples of each condition's AUC interval."
     ),
-    paired_bootstrap: int = typer.Option(
-        2000, "--paired-bootstrap", help="Resamples of the paired GAN-over-classic comparison."
-    ),
-    classic_synthetic: bool = typer.Option(
-        False,
-        "--classic-synthetic",
-        help="Also train on synthetic images with classic augmentation (synthetic+classic).",
-    ),
+    paired_bootstrap: PairedBootstrapOption = 2000,
+    classic_synthetic: ClassicSyntheticOption = False,
     set_: list[str] = typer.Option(
         [], "--set", help="Override a setting of CONFIG: --set train.threads=1 (repeatable)."
     ),
