@@ -79,6 +79,7 @@ def main() -> None:
         val=(x["val"], y["val"]),
         seeds=tuple(range(args.seeds)),
         epochs=args.epochs,
+        conditions=("real",),
     )["real"]
     print(
         f"utility (SmallResNet, train real -> test real, {args.epochs} epochs, best val AUC, "

@@ -143,7 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     if not args.skip_real:
         real_utility = classification_utility(
-            sets["train"], None, sets["test"], val=sets["val"], seeds=(0, 1), epochs=20
+            sets["train"],
+            None,
+            sets["test"],
+            val=sets["val"],
+            seeds=(0, 1),
+            epochs=20,
+            conditions=("real",),
         )
         results["real"] = {
             "utility": real_utility["real"]["auc"],

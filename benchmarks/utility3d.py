@@ -72,11 +72,11 @@ def main() -> None:
         train, synthetic, test, val=val, seeds=tuple(args.seeds), epochs=args.epochs
     )
     seconds = time.perf_counter() - start
-    print(f"{'trained on':<16} {'n':>6} {'AUC':>16} {'ACC':>16}")
+    print(f"{'trained on':<24} {'n':>6} {'AUC':>16} {'ACC':>16}")
     for condition, r in results.items():
         auc, acc = r["auc"], r["acc"]
         print(
-            f"{condition:<16} {r['n_train']:>6} {auc['mean']:>9.3f} ± {auc['std']:.3f} "
+            f"{condition:<24} {r['n_train']:>6} {auc['mean']:>9.3f} ± {auc['std']:.3f} "
             f"{acc['mean']:>9.3f} ± {acc['std']:.3f}"
         )
     print(f"({seconds:.0f} s; seeds {args.seeds}, {args.epochs} epochs, best-val-AUC epoch)")

@@ -276,6 +276,24 @@ def push(
 
 
 # --------------------------------------------------------------------------- validate
+# options of the utility experiments that validate and utility-curve share
+PairedBootstrapOption = Annotated[
+    int,
+    typer.Option(
+        "--paired-bootstrap",
+        help="Utility/segmentation: resamples of the paired real+classic+synthetic vs "
+        "real+classic comparison (0: none).",
+    ),
+]
+ClassicSyntheticOption = Annotated[
+    bool,
+    typer.Option(
+        "--classic-synthetic",
+        help="Utility/segmentation: also train on synthetic images with classic augmentation.",
+    ),
+]
+
+
 @app.command()
 def validate(
     real: str = typer.Option(
@@ -327,6 +345,8 @@ def validate(
     fid_bootstrap: int = typer.Option(
         0, "--fid-bootstrap", help="Half-sample resamples of the FID interval (0: none; costly)."
     ),
+    paired_bootstrap: PairedBootstrapOption = 2000,
+    classic_synthetic: ClassicSyntheticOption = False,
     mask: str | None = typer.Option(
         None, "--mask", help="Masks (one per real image, non-zero inside) for paired metrics."
     ),
@@ -361,6 +381,8 @@ def validate(
         seed=seed,
         bootstrap=bootstrap,
         fid_bootstrap=fid_bootstrap,
+        paired_bootstrap=paired_bootstrap,
+        classic_synthetic=classic_synthetic,
         progress=sys.stderr.isatty(),
     )
     report = run(
@@ -373,6 +395,72 @@ def validate(
     typer.echo(f"report: {output / 'report.json'}, {output / 'report.html'}")
     if model is not None:
         typer.echo(f"metrics recorded in the model card: {model / 'model_card.json'}")
+
+
+# --------------------------------------------------------------------------- utility-curve
+@app.command("utility-curve")
+def utility_curve(
+    config: Path = typer.Argument(
+        ..., help="Training config of a class-conditional GAN on labelled images (YAML)."
+    ),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Curve folder (a curve there is resumed)."
+    ),
+    fractions: str = typer.Option(
+        "0.1,0.25,1.0", "--fractions", help="Fractions of the real training set, comma-separated."
+    ),
+    minutes: float = typer.Option(5.0, "--minutes", help="Training minutes of each GAN."),
+    seeds: int = typer.Option(
+        1, "--seeds", help="Repetitions per fraction (subset, GAN, synthetic set)."
+    ),
+    test: str | None = typer.Option(
+        None, "--test", help="Real test set (default: the test split of a MedMNIST file)."
+    ),
+    val: str | None = typer.Option(
+        None,
+        "--val",
+        help="Real val set for best-epoch selection (default: a MedMNIST val "
+        "split; 'none': last epoch).",
+    ),
+    classifier_seeds: int = typer.Option(
+        3, "--classifier-seeds", help="Utility classifiers per condition and cell."
+    ),
+    epochs: int = typer.Option(20, "--epochs", help="Epochs of each utility classifier."),
+    synthetic_ratio: float = typer.Option(
+        1.0, "--synthetic-ratio", help="Synthetic images per real training image."
+    ),
+    bootstrap: int = typer.Option(
+        200, "--bootstrap", help="Bootstrap resamples of each condition's AUC interval."
+    ),
+    paired_bootstrap: PairedBootstrapOption = 2000,
+    classic_synthetic: ClassicSyntheticOption = False,
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override a setting of CONFIG: --set train.threads=1 (repeatable)."
+    ),
+) -> None:
+    """Utility against data fraction: per fraction, train the GAN on that subset, generate,
+    compare real / +classic / synthetic / +synthetic classifiers -> curve.json, .csv, .html."""
+    from medisynth.config import load_config
+    from medisynth.errors import ConfigError
+    from medisynth.validate.curve import CurveOptions
+    from medisynth.validate.curve import utility_curve as run
+
+    try:
+        parsed = tuple(float(f) for f in fractions.split(",") if f.strip())
+    except ValueError:
+        raise ConfigError(
+            f"--fractions must be numbers like 0.1,0.25,1.0, got {fractions!r}"
+        ) from None
+    options = CurveOptions(
+        fractions=parsed, minutes=minutes, seeds=seeds, classifier_seeds=classifier_seeds,
+        epochs=epochs, synthetic_ratio=synthetic_ratio, bootstrap=bootstrap,
+        paired_bootstrap=paired_bootstrap, classic_synthetic=classic_synthetic,
+        progress=sys.stderr.isatty(),
+    )  # fmt: skip
+    report = run(load_config(config, set_), output, options, test=test, val=val)
+    for line in report["verdicts"]:
+        typer.echo(line)
+    typer.echo(f"report: {output / 'curve.html'}, {output / 'curve.json'}, {output / 'curve.csv'}")
 
 
 # --------------------------------------------------------------------------- translate / enhance

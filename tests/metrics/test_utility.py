@@ -63,8 +63,11 @@ def test_classifier_learns_a_separable_task_and_is_reproducible() -> None:
 def test_classification_utility_conditions_and_seeds() -> None:
     real, syn, test = _separable(80), _separable(80), _separable(40)
     out = U.classification_utility(real, syn, test, val=_separable(30), seeds=(0, 1), epochs=2)
-    assert list(out) == ["real", "synthetic", "real+synthetic"]
+    assert list(out) == [
+        "real", "real+classic", "synthetic", "real+synthetic", "real+classic+synthetic"
+    ]  # fmt: skip
     assert out["real+synthetic"]["n_train"] == 160
+    assert out["real+classic+synthetic"]["n_train"] == 160
     assert len(out["real"][U.AUC]["per_seed"]) == 2
     assert out["real"][U.AUC]["mean"] == pytest.approx(np.mean(out["real"][U.AUC]["per_seed"]))
     with pytest.raises(ConfigError, match="condition"):
@@ -125,7 +128,8 @@ def test_segmentation_utility_conditions_and_refusals() -> None:
     real, syn, test = _discs(8, rng, 16), _discs(6, rng, 16), _discs(4, rng, 16)
     squeezed = (syn[0], syn[1][:, 0] * 255)  # masks (N, H, W), 0/255: non-zero is foreground
     out = U.segmentation_utility(real, squeezed, test, seeds=(0, 1), epochs=1)
-    assert list(out) == ["real", "synthetic", "real+synthetic"]
+    assert list(out) == list(U.CONDITIONS)
+    assert out["real+classic+synthetic"]["n_train"] == 14
     assert out["real+synthetic"]["n_train"] == 14
     dice = out["real"][U.DICE]
     assert len(dice["per_seed"]) == 2 and dice["mean"] == pytest.approx(np.mean(dice["per_seed"]))
@@ -158,3 +162,102 @@ def test_unet_on_volumes() -> None:
     model = U.train_segmenter(masks * 0.5 + 0.2, masks, epochs=1)
     assert U.predict_masks(model, masks).shape == (4, 1, 8, 8, 8)
     assert U.SegmenterSettings().describe()["network"] == "monai.networks.nets.UNet"
+
+
+# --------------------------------------------------------------------------- classic augmentation
+def test_classic_augmentation_only_in_classic_conditions_and_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Synthetic-only training gets no classic augmentation unless synthetic+classic is asked
+    for; each entry names the transforms its images went through."""
+    calls: list[int] = []
+    real_augment = U.augment_images
+
+    def counting(images: torch.Tensor, pipeline: object) -> torch.Tensor:
+        calls.append(len(images))
+        return real_augment(images, pipeline)
+
+    monkeypatch.setattr(U, "augment_images", counting)
+    real, syn, test = _separable(24), _separable(24), _separable(12)
+    out = U.classification_utility(None, syn, test, seeds=(0,), epochs=1, paired_resamples=0)
+    assert list(out) == ["synthetic"] and calls == []
+    assert out["synthetic"][U.AUGMENTATION] == list(U.BASE_AUGMENTATION)
+    out = U.classification_utility(
+        real, syn, test, seeds=(0,), epochs=1, conditions=("synthetic+classic",)
+    )
+    assert sum(calls) == 24  # one epoch: every synthetic image once
+    names = out["synthetic+classic"][U.AUGMENTATION]
+    for transform in ("RandFlip", "RandAffine", "RandAdjustContrast", "RandShiftIntensity"):
+        assert any(name.startswith(transform) for name in names), names
+
+
+def test_classic_training_is_reproducible_and_differs_from_the_base_flip() -> None:
+    train = _separable(32)
+    augment = U.ClassicAugmentation()
+    one, two = (U.train_classifier(*train, epochs=1, seed=3, augmentation=augment) for _ in "ab")
+    base = U.train_classifier(*train, epochs=1, seed=3)
+    for a, b in zip(one.state_dict().values(), two.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert any(
+        not torch.equal(a, c)
+        for a, c in zip(one.state_dict().values(), base.state_dict().values(), strict=True)
+    )
+
+
+def test_classic_pairs_move_image_and_mask_together() -> None:
+    from medisynth.metrics.augmentation import augment_pairs
+
+    rng = np.random.default_rng(5)
+    _, masks = _discs(8, rng)
+    x = torch.from_numpy(masks).clone()  # the image is its own mask: geometry must agree
+    m = torch.from_numpy(masks).clone()
+    geometry = U.ClassicAugmentation(affine_prob=1.0, intensity_prob=0.0)
+    ax, am = augment_pairs(x, m, geometry.pair_pipeline((32, 32), seed=0))
+    assert set(torch.unique(am).tolist()) <= {0.0, 1.0}
+    assert not torch.equal(am, m)  # moved
+    assert ((ax > 0.5) == (am > 0.5)).float().mean() > 0.97
+    again = augment_pairs(x, m, geometry.pair_pipeline((32, 32), seed=0))
+    assert torch.equal(again[0], ax) and torch.equal(again[1], am)  # seeded
+
+
+def test_classic_augmentation_on_volumes_rotates_about_each_axis() -> None:
+    augment = U.ClassicAugmentation(flip_axes=(0, 1, 2))
+    names = augment.describe(3)
+    assert sum(n.startswith("RandFlip") for n in names) == 3 and "about each axis" in names[3]
+    volumes = torch.rand(2, 1, 8, 8, 8)
+    from medisynth.metrics.augmentation import augment_images
+
+    out = augment_images(volumes, augment.pipeline((8, 8, 8), seed=1))
+    assert out.shape == volumes.shape and not torch.equal(out, volumes)
+
+
+def test_gan_over_classic_gets_a_paired_difference() -> None:
+    real, syn, test = _separable(40), _separable(40), _separable(30)
+    kept: dict[str, np.ndarray] = {}
+    out = U.classification_utility(
+        real, syn, test, seeds=(0, 1), epochs=1, paired_resamples=200, predictions=kept,
+        conditions=(U.BASELINE, U.GAIN),
+    )  # fmt: skip
+    paired = out[U.GAIN][U.PAIRED]
+    assert paired["baseline"] == "real+classic" and paired["metric"] == "AUC"
+    low, high = paired["difference_ci"]
+    assert low <= paired["difference"] <= high and 0 < paired["p_value"] <= 1
+    assert paired["difference"] == pytest.approx(
+        out[U.GAIN][U.AUC]["mean"] - out[U.BASELINE][U.AUC]["mean"]
+    )
+    assert kept[U.GAIN].shape == (2, 30, 2) and "classic augmentation" in paired["verdict"]
+
+
+def test_segmentation_gan_over_classic_gets_a_paired_dice_difference() -> None:
+    rng = np.random.default_rng(6)
+    real, syn, test = _discs(8, rng, 16), _discs(8, rng, 16), _discs(6, rng, 16)
+    kept: dict[str, np.ndarray] = {}
+    out = U.segmentation_utility(
+        real, syn, test, epochs=1, conditions=(U.BASELINE, U.GAIN), paired_resamples=100,
+        predictions=kept,
+    )  # fmt: skip
+    paired = out[U.GAIN][U.PAIRED]
+    assert paired["metric"] == "Dice" and kept[U.GAIN].shape == (1, 6)
+    assert paired["difference"] == pytest.approx(
+        out[U.GAIN][U.DICE]["mean"] - out[U.BASELINE][U.DICE]["mean"]
+    )

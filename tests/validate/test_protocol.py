@@ -126,7 +126,12 @@ def test_paired_frd_and_utility(data: Path) -> None:
     frd = metrics[K.FRD]
     assert frd[K.EXTRACTOR] == "radiomics-lite" and frd[K.SQUARED_DISTANCE] > 0
     assert frd[K.VALUE] == pytest.approx(np.log(frd[K.SQUARED_DISTANCE]))
-    assert set(metrics[K.UTILITY]) == {"real", "synthetic", "real+synthetic"}
+    assert set(metrics[K.UTILITY]) == {
+        "real", "real+classic", "synthetic", "real+synthetic", "real+classic+synthetic"
+    }  # fmt: skip
+    assert "classic augmentation" in metrics[K.UTILITY]["real+classic+synthetic"][
+        "paired_difference"]["verdict"]  # fmt: skip
+    assert any(v.startswith("utility: ") and "beyond classic" in v for v in report[K.VERDICTS])
 
 
 def test_paired_metrics_inside_masks_from_the_cli(data: Path) -> None:
@@ -273,8 +278,11 @@ def test_segmentation_utility_from_npz_masks(tmp_path: Path) -> None:
         train=f"{tmp_path}/real.npz:train",
     )  # fmt: skip
     seg = report[K.METRICS][K.SEGMENTATION]
-    assert set(seg[K.CONDITIONS]) == {"real", "synthetic", "real+synthetic"}
+    assert set(seg[K.CONDITIONS]) == {
+        "real", "real+classic", "synthetic", "real+synthetic", "real+classic+synthetic"
+    }  # fmt: skip
     assert seg[K.CONDITIONS]["real+synthetic"]["n_train"] == 40
+    assert seg[K.CONDITIONS]["real+classic"]["augmentation"][1].startswith("RandAffine")
     assert len(seg[K.CONDITIONS]["real"][K.DICE]["per_seed"]) == 2 and seg["seeds"] == [0, 1]
     assert seg[K.SETTINGS]["network"] == "monai.networks.nets.UNet" and seg["epochs"] == 1
     assert seg["n_test"] == 8 and "0.95" in seg[K.RULE]
@@ -284,6 +292,7 @@ def test_segmentation_utility_from_npz_masks(tmp_path: Path) -> None:
     assert not [w for w in report[K.WARNINGS] if "segmentation" in w]
     page = (tmp_path / "out" / "report.html").read_text()
     assert "<th>real+synthetic</th>" in page and "rule:" in page
+    assert "beyond classic augmentation" in page and "RandAffine" in page
 
 
 def test_segmentation_masks_from_the_cli_and_skips(tmp_path: Path) -> None:

@@ -65,8 +65,8 @@ class LabelledImages:
     spacing: tuple[float, ...] | None
 
 
-def load_medmnist(config: DataConfig) -> tuple[LabeledImageDataset, DataInfo]:
-    """``medmnist``: one split of a MedMNIST-layout ``.npz`` (single-label)."""
+def read_medmnist_split(config: DataConfig) -> LabelledImages:
+    """``medmnist``: one split of a MedMNIST-layout ``.npz`` (single-label), as read."""
     path = config.resolved_path()
     arrays = read_medmnist(path)
     if config.split not in arrays.images:
@@ -80,21 +80,19 @@ def load_medmnist(config: DataConfig) -> tuple[LabeledImageDataset, DataInfo]:
     if config.image_size:
         images = resize_images(images, config.image_size)
     n_classes = int(labels.max()) + 1 if len(labels) else 1
-    return labelled_dataset(
-        LabelledImages(
-            images,
-            labels,
-            list(config.class_names or [str(i) for i in range(n_classes)]),
-            arrays.source_dtype,
-            (config.modality or arrays.modality).upper(),
-            arrays.fingerprint,
-            f"MedMNIST npz (1 file), split {config.split!r}: {len(images)} images",
-            None,
-        )
+    return LabelledImages(
+        images,
+        labels,
+        list(config.class_names or [str(i) for i in range(n_classes)]),
+        arrays.source_dtype,
+        (config.modality or arrays.modality).upper(),
+        arrays.fingerprint,
+        f"MedMNIST npz (1 file), split {config.split!r}: {len(images)} images",
+        None,
     )
 
 
-def load_folder(config: DataConfig) -> tuple[LabeledImageDataset, DataInfo]:
+def read_folder(config: DataConfig) -> LabelledImages:
     """``folder``: a folder of images or DICOM files, labelled by subfolders or a CSV.
 
     The source description names the format, the file count and the modality but not the path:
@@ -119,10 +117,10 @@ def load_folder(config: DataConfig) -> tuple[LabeledImageDataset, DataInfo]:
         source,
         folder.spacing,
     )
-    return labelled_dataset(_resized(read, config))
+    return _resized(read, config)
 
 
-def load_slices(config: DataConfig) -> tuple[LabeledImageDataset, DataInfo]:
+def read_slices(config: DataConfig) -> LabelledImages:
     """``slices``: the 2D slices of one volume along ``data.axis`` with at least
     ``data.min_foreground`` of anatomy (NIfTI, MGH or a DICOM series folder)."""
     path = config.resolved_path()
@@ -151,25 +149,90 @@ def load_slices(config: DataConfig) -> tuple[LabeledImageDataset, DataInfo]:
         source,
         (float(plane[0]), float(plane[1])),
     )
-    return labelled_dataset(_resized(read, config))
+    return _resized(read, config)
 
 
-def load_mni152_views(config: DataConfig) -> tuple[LabeledImageDataset, DataInfo]:
+def read_mni152_views(config: DataConfig) -> LabelledImages:
     """``mni152_views``: slices of the MNI152 T1 template, the view being the class
     (:mod:`medisynth.data.mni152`; no file needed)."""
     views = mni152_views(config.image_size or 64)
-    return labelled_dataset(
-        LabelledImages(
-            views.images,
-            views.labels,
-            list(config.class_names or views.class_names),
-            "uint8",
-            (config.modality or "MR").upper(),  # the MNI152 T1 template
-            views.fingerprint,
-            views.source,
-            views.spacing,
-        )
+    return LabelledImages(
+        views.images,
+        views.labels,
+        list(config.class_names or views.class_names),
+        "uint8",
+        (config.modality or "MR").upper(),  # the MNI152 T1 template
+        views.fingerprint,
+        views.source,
+        views.spacing,
     )
+
+
+#: the class-labelled formats: ``data.format`` -> the reader of its images as stored
+LABELLED_READERS: dict[str, Callable[[DataConfig], LabelledImages]] = {
+    "medmnist": read_medmnist_split,
+    "folder": read_folder,
+    "slices": read_slices,
+    "mni152_views": read_mni152_views,
+}
+
+
+def read_labelled_images(config: DataConfig) -> LabelledImages:
+    """The class-labelled images ``config`` names, as stored (before scaling), for code that
+    trains on part of them (see :func:`subset`); :func:`load_training_data` reads the same.
+
+    Raises:
+        ConfigError: a format without class labels (pairs, image + mask).
+    """
+    reader = LABELLED_READERS.get(config.format)
+    if reader is None:
+        raise ConfigError(
+            f"data.format {config.format!r} holds no class-labelled images; this needs one of "
+            + ", ".join(sorted(LABELLED_READERS))
+        )
+    return reader(config)
+
+
+def subset(read: LabelledImages, indices: np.ndarray, fingerprint: str) -> LabelledImages:
+    """The images of ``read`` at ``indices`` (and only those), under a new ``fingerprint``.
+
+    >>> images = LabelledImages(np.zeros((4, 1, 2, 2)), np.array([0, 1, 0, 1]), ["a", "b"],
+    ...                         "uint8", "", "abc", "four images", None)
+    >>> part = subset(images, np.array([1, 2]), "abc:part")
+    >>> part.labels.tolist(), part.fingerprint, part.source
+    ([1, 0], 'abc:part', 'four images; a subset of 2 images')
+    """
+    indices = np.asarray(indices, np.int64)
+    return LabelledImages(
+        read.images[indices],
+        read.labels[indices],
+        list(read.class_names),
+        read.source_dtype,
+        read.modality,
+        fingerprint,
+        f"{read.source}; a subset of {len(indices)} images",
+        read.spacing,
+    )
+
+
+def load_medmnist(config: DataConfig) -> tuple[LabeledImageDataset, DataInfo]:
+    """``medmnist``: one split of a MedMNIST-layout ``.npz`` (single-label)."""
+    return labelled_dataset(read_medmnist_split(config))
+
+
+def load_folder(config: DataConfig) -> tuple[LabeledImageDataset, DataInfo]:
+    """``folder``: see :func:`read_folder`."""
+    return labelled_dataset(read_folder(config))
+
+
+def load_slices(config: DataConfig) -> tuple[LabeledImageDataset, DataInfo]:
+    """``slices``: see :func:`read_slices`."""
+    return labelled_dataset(read_slices(config))
+
+
+def load_mni152_views(config: DataConfig) -> tuple[LabeledImageDataset, DataInfo]:
+    """``mni152_views``: see :func:`read_mni152_views`."""
+    return labelled_dataset(read_mni152_views(config))
 
 
 def _resized(read: LabelledImages, config: DataConfig) -> LabelledImages:

@@ -1,19 +1,34 @@
-"""Downstream utility: train on real / synthetic / both, test on real (MedMNIST, Skandarani).
+"""Downstream utility: train on real / synthetic / both, with and without classic augmentation,
+test on real (MedMNIST, Skandarani).
+
+Conditions: ``real``, ``real+classic``, ``synthetic``, ``real+synthetic`` and
+``real+classic+synthetic`` (:data:`CONDITIONS`), and on request ``synthetic+classic``. Every
+condition flips half the training images left-right (the base augmentation); the ``+classic``
+conditions replace that flip by the classic pipeline of :mod:`medisynth.metrics.augmentation`
+(MONAI flips, small rotations, translation and scale, brightness and contrast jitter), applied
+to every training image of the condition, synthetic ones included. Classic augmentation is off
+for synthetic-only training unless ``synthetic+classic`` is asked for. The question the
+conditions answer: does ``real+classic+synthetic`` beat ``real+classic``, i.e. do GAN images add
+value beyond the augmentation every practitioner already uses? That pair is compared on the same
+test images by a paired bootstrap (:mod:`medisynth.metrics.comparison`); the result sits in the
+``real+classic+synthetic`` entry under ``paired_difference``.
 
 Classification: a small ResNet (three residual stages, 32-64-128 channels, 2D or 3D by the input)
-is trained with Adam (cosine schedule, horizontal flips, BatchNorm statistics recomputed over
-the training set after each epoch) on each training condition for several seeds and evaluated on
-the *real* test split: AUC (binary: on the positive-class probability; multi-class: mean of
-one-vs-rest AUCs, as MedMNIST's ``getAUC``) and accuracy, reported as mean and std over seeds.
+is trained with Adam (cosine schedule, the condition's augmentation, BatchNorm statistics
+recomputed over the training set after each epoch) on each training condition for several seeds
+and evaluated on the *real* test split: AUC (binary: on the positive-class probability;
+multi-class: mean of one-vs-rest AUCs, as MedMNIST's ``getAUC``) and accuracy, reported as mean
+and std over seeds.
 With a real validation split, the epoch of best validation AUC is kept (the MedMNIST protocol).
 
 Segmentation: MONAI's ``UNet`` (channels 16-32-64, two stride-2 levels, two residual units per
 level, BatchNorm; 2D or 3D by the input; one logit channel) trained with Adam on image + binary
 mask pairs with MONAI's ``DiceCELoss`` (sigmoid; soft Dice over the batch + BCE, equal weights)
-and horizontal flips of image and mask together, BatchNorm statistics recomputed over the
-training set at the end; Dice of the thresholded (0.5) prediction on the real test split. Image
-sizes must be divisible by the product of the strides (4): the sets are refused otherwise rather
-than padded, so Dice is always computed on the images as given. See :class:`SegmenterSettings`.
+and the condition's augmentation of image and mask together, BatchNorm statistics recomputed
+over the training set at the end; Dice of the thresholded (0.5) prediction on the real test
+split. Image sizes must be divisible by the product of the strides (4): the sets are refused
+otherwise rather than padded, so Dice is always computed on the images as given. See
+:class:`SegmenterSettings`.
 
 Images are in ``[0, 1]``; labels int ``(N,)``; masks ``{0, 1}`` of the images' shape.
 
@@ -36,16 +51,43 @@ import torch
 from torch import nn
 
 from medisynth.errors import ConfigError
+from medisynth.metrics.augmentation import (
+    BASE_AUGMENTATION,
+    ClassicAugmentation,
+    augment_images,
+    augment_pairs,
+)
 from medisynth.metrics.bootstrap import bootstrap_ci, ci_key, interval
+from medisynth.metrics.comparison import (
+    PairedDifference,
+    gain_verdict,
+    paired_auc_difference,
+    paired_mean_difference,
+)
 
 log = logging.getLogger(__name__)
 
 AUC = "auc"
 ACC = "acc"
 DICE = "dice"
-CONDITIONS = ("real", "synthetic", "real+synthetic")
+#: the training conditions run by default, in report order
+CONDITIONS = ("real", "real+classic", "synthetic", "real+synthetic", "real+classic+synthetic")
+#: every known condition, in report order (``synthetic+classic`` only when asked for)
+KNOWN_CONDITIONS = (
+    "real", "real+classic", "synthetic", "synthetic+classic", "real+synthetic",
+    "real+classic+synthetic",
+)  # fmt: skip
+#: the key word of the conditions with classic augmentation
+CLASSIC = "classic"
+#: GAN augmentation on top of classic augmentation, and its baseline (the paired comparison)
+GAIN, BASELINE = "real+classic+synthetic", "real+classic"
+#: the paired comparison's entry inside the ``GAIN`` condition, and the key naming its baseline
+PAIRED = "paired_difference"
+AUGMENTATION = "augmentation"
 #: the bootstrap interval of the seed-averaged AUC, inside the AUC entry
 MEAN_CI = ci_key("mean")
+#: the paired comparison's verdict wording
+GAIN_WORDS = ("GAN augmentation", "classic augmentation")
 
 
 # --------------------------------------------------------------------------- scores
@@ -55,7 +97,7 @@ def _training_sets(
     real_train: tuple[np.ndarray, np.ndarray] | None,
     synthetic_train: tuple[np.ndarray, np.ndarray] | None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The training conditions that the given sets allow: real, synthetic, real+synthetic."""
+    """The training data that the given sets allow: real, synthetic, real+synthetic."""
     sets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if real_train is not None:
         sets["real"] = real_train
@@ -67,6 +109,37 @@ def _training_sets(
             np.concatenate([real_train[1], synthetic_train[1]]),
         )
     return sets
+
+
+def condition_parts(condition: str) -> tuple[str, bool]:
+    """The training data of a condition and whether it has classic augmentation.
+
+    >>> condition_parts("real+classic+synthetic"), condition_parts("synthetic")
+    (('real+synthetic', True), ('synthetic', False))
+    """
+    parts = condition.split("+")
+    return "+".join(p for p in parts if p != CLASSIC), CLASSIC in parts
+
+
+def check_conditions(conditions: tuple[str, ...]) -> None:
+    """ConfigError for an unknown condition name."""
+    unknown = set(conditions) - set(KNOWN_CONDITIONS)
+    if unknown:
+        raise ConfigError(
+            f"unknown condition(s) {sorted(unknown)}; known: {', '.join(KNOWN_CONDITIONS)}"
+        )
+
+
+def _runnable(conditions: tuple[str, ...], sets: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """(condition, data, classic) for the conditions whose data is present, in report order."""
+    check_conditions(conditions)
+    chosen = list(dict.fromkeys(conditions))
+    return [(c, *condition_parts(c)) for c in chosen if condition_parts(c)[0] in sets]
+
+
+def augmentation_names(classic: bool, augmentation: ClassicAugmentation, dims: int) -> list[str]:
+    """The transforms a condition's training images go through (for reports)."""
+    return augmentation.describe(dims) if classic else list(BASE_AUGMENTATION)
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -212,7 +285,11 @@ class SegmenterSettings:
             **asdict(self),
             "loss": "monai DiceCELoss(sigmoid=True, batch=True): soft Dice + BCE, equal weights",
             "optimizer": "Adam",
-            "augmentation": "horizontal flip of image and mask" if self.flip else "none",
+            "augmentation": (
+                "conditions without +classic: horizontal flip of image and mask"
+                if self.flip
+                else "conditions without +classic: none"
+            ),
         }
 
 
@@ -263,8 +340,12 @@ def train_classifier(
     seed: int = 0,
     val: tuple[np.ndarray, np.ndarray] | None = None,
     flip: bool = True,
+    augmentation: ClassicAugmentation | None = None,
 ) -> nn.Module:
-    """Train a :class:`SmallResNet`; with ``val``, return the weights of the best val-AUC epoch."""
+    """Train a :class:`SmallResNet`; with ``val``, return the weights of the best val-AUC epoch.
+
+    Each batch is augmented by ``augmentation`` (a seeded MONAI pipeline, see
+    :mod:`medisynth.metrics.augmentation`) when given, else left-right flipped (``flip``)."""
     labels = np.asarray(labels)
     if labels.ndim != 1:
         raise ConfigError(f"labels must be one class per image (N,), got shape {labels.shape}")
@@ -277,6 +358,7 @@ def train_classifier(
     generator = torch.Generator().manual_seed(seed)
     x, y = _tensor(images), torch.from_numpy(labels.astype(np.int64))
     model = SmallResNet(x.shape[1], n_classes, spatial_dims=x.ndim - 2)
+    pipeline = None if augmentation is None else augmentation.pipeline(x.shape[2:], seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(1, epochs))
     best: tuple[float, dict[str, Any]] | None = None
@@ -287,7 +369,11 @@ def train_classifier(
             index = order[start : start + batch_size]
             if len(index) < 2:
                 continue
-            batch = _flip(x[index], generator) if flip else x[index]
+            batch = x[index]
+            if pipeline is not None:
+                batch = augment_images((batch + 1.0) / 2.0, pipeline) * 2.0 - 1.0
+            elif flip:
+                batch = _flip(batch, generator)
             loss = nn.functional.cross_entropy(model(batch), y[index])
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -342,59 +428,90 @@ def classification_utility(
     progress: bool = False,
     bootstrap: int = 0,
     bootstrap_seed: int = 0,
+    augmentation: ClassicAugmentation | None = None,
+    paired_resamples: int = 2000,
+    predictions: dict[str, np.ndarray] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """AUC and ACC (mean, std, per seed) on the real ``test`` set for each training condition.
 
-    Conditions: ``real`` (train on ``real_train``), ``synthetic`` (train on synthetic only:
-    TSTR), ``real+synthetic`` (both). Conditions whose data is missing are skipped.
+    Conditions (see the module doc): ``real`` (train on ``real_train``), ``synthetic`` (train
+    on synthetic only: TSTR), ``real+synthetic`` (both), each with ``+classic`` augmentation
+    (``augmentation``, default :class:`ClassicAugmentation`) where named so. Conditions whose
+    data is missing are skipped. Each entry names its ``augmentation`` (the transforms).
 
     With ``bootstrap`` resamples, the AUC entry also holds ``mean_ci``: a 95% percentile-bootstrap
     interval of the seed-averaged AUC over the test samples (resampled within each class, so both
     classes stay present; every seed's model is scored on the same resample). The std over
     seeds is the training variability, the interval the test set's sampling uncertainty.
 
+    With ``paired_resamples`` (> 0) and both ``real+classic+synthetic`` and ``real+classic``
+    run, the former's entry holds ``paired_difference``: the mean over seeds of the paired AUC
+    difference on the same test images, its interval and p-value
+    (:func:`~medisynth.metrics.comparison.paired_auc_difference`) and a verdict line.
+    ``predictions``, when given, receives each condition's test probabilities
+    ``(seeds, N, K)``.
+
     >>> rng = np.random.default_rng(0)
     >>> x = rng.random((40, 1, 8, 8)).astype(np.float32); y = (x.mean((1, 2, 3)) > 0.5).astype(int)
     >>> out = classification_utility((x, y), None, (x, y), seeds=(0,), epochs=1)
     >>> sorted(out), sorted(out["real"])
-    (['real'], ['acc', 'auc', 'n_train'])
+    (['real', 'real+classic'], ['acc', 'auc', 'augmentation', 'n_train'])
     """
     from tqdm.auto import tqdm
 
-    unknown = set(conditions) - set(CONDITIONS)
-    if unknown:
-        raise ConfigError(f"unknown condition(s) {sorted(unknown)}; known: {', '.join(CONDITIONS)}")
-    n_classes = int(
+    augmentation = augmentation or ClassicAugmentation()
+    sets = _training_sets(real_train, synthetic_train)
+    todo = _runnable(conditions, sets)
+    n_classes = 1 + int(
         max(np.max(test[1]), *(np.max(d[1]) for d in (real_train, synthetic_train) if d))
     )
-    n_classes += 1
-    sets = _training_sets(real_train, synthetic_train)
-    todo = [c for c in conditions if c in sets]
     results: dict[str, dict[str, Any]] = {}
+    kept = {} if predictions is None else predictions
     test_labels = np.asarray(test[1]).ravel()
+    dims = np.asarray(test[0]).ndim - 2
     with tqdm(total=len(todo) * len(seeds), desc="utility", disable=not progress) as bar:
-        for condition in todo:
-            aucs, accs, probabilities = [], [], []
+        for condition, data, classic in todo:
+            probabilities = []
             for seed in seeds:
                 model = train_classifier(
-                    *sets[condition], n_classes=n_classes, epochs=epochs, seed=seed, val=val
-                )
-                proba = predict_proba(model, test[0])
-                probabilities.append(proba)
-                aucs.append(multiclass_auc(test_labels, proba))
-                accs.append(float((proba.argmax(1) == test_labels).mean()))
+                    *sets[data], n_classes=n_classes, epochs=epochs, seed=seed, val=val,
+                    augmentation=augmentation if classic else None,
+                )  # fmt: skip
+                probabilities.append(predict_proba(model, test[0]))
                 bar.update(1)
-            results[condition] = {
-                AUC: _summary(aucs),
-                ACC: _summary(accs),
-                "n_train": len(sets[condition][0]),
-            }
+            kept[condition] = np.stack(probabilities)
+            results[condition] = _classification_entry(test_labels, probabilities)
+            results[condition]["n_train"] = len(sets[data][0])
+            results[condition][AUGMENTATION] = augmentation_names(classic, augmentation, dims)
             ci = seed_averaged_auc_ci(
                 test_labels, probabilities, n_resamples=bootstrap, seed=bootstrap_seed
             )
             if ci is not None:
                 results[condition][AUC][MEAN_CI] = interval(ci)
+    if paired_resamples and GAIN in kept and BASELINE in kept:
+        difference = paired_auc_difference(
+            test_labels, kept[GAIN], kept[BASELINE], n_resamples=paired_resamples,
+            seed=bootstrap_seed,
+        )  # fmt: skip
+        results[GAIN][PAIRED] = paired_entry(difference, "AUC")
     return results
+
+
+def _classification_entry(labels: np.ndarray, probabilities: list[np.ndarray]) -> dict[str, Any]:
+    """AUC and accuracy (mean, std, per seed) of one condition's test probabilities."""
+    aucs = [multiclass_auc(labels, p) for p in probabilities]
+    accs = [float((p.argmax(1) == labels).mean()) for p in probabilities]
+    return {AUC: _summary(aucs), ACC: _summary(accs)}
+
+
+def paired_entry(difference: PairedDifference, metric: str) -> dict[str, Any]:
+    """The report entry of the GAN-over-classic comparison: baseline, numbers, verdict line."""
+    return {
+        "baseline": BASELINE,
+        "metric": metric,
+        **difference.to_dict(),
+        "verdict": gain_verdict(difference, metric, *GAIN_WORDS),
+    }
 
 
 def seed_averaged_auc_ci(
@@ -467,8 +584,12 @@ def train_segmenter(
     epochs: int = 30,
     seed: int = 0,
     settings: SegmenterSettings | None = None,
+    augmentation: ClassicAugmentation | None = None,
 ) -> nn.Module:
     """Train a MONAI U-Net (see :class:`SegmenterSettings`) on image + binary mask pairs.
+
+    With ``augmentation``, each batch of pairs goes through its seeded MONAI dictionary pipeline
+    (image and mask together) instead of the plain left-right flip of ``settings.flip``.
 
     >>> images = np.zeros((4, 1, 16, 16), np.float32); masks = np.zeros((4, 1, 16, 16))
     >>> train_segmenter(images, masks, epochs=1)(torch.zeros(1, 1, 16, 16)).shape
@@ -483,6 +604,7 @@ def train_segmenter(
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model = settings.build(x.shape[1], spatial_dims=x.ndim - 2)
+    pipeline = None if augmentation is None else augmentation.pair_pipeline(x.shape[2:], seed)
     loss_fn = DiceCELoss(sigmoid=True, batch=True)
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.lr)
     for _ in range(epochs):
@@ -491,7 +613,10 @@ def train_segmenter(
         for start in range(0, len(x), settings.batch_size):
             index = order[start : start + settings.batch_size]
             batch, target = x[index], m[index]
-            if settings.flip:
+            if pipeline is not None:
+                batch, target = augment_pairs((batch + 1.0) / 2.0, target, pipeline)
+                batch = batch * 2.0 - 1.0
+            elif settings.flip:
                 batch, target = _flip_pair(batch, target, generator)
             loss = loss_fn(model(batch), target)
             optimiser.zero_grad(set_to_none=True)
@@ -533,52 +658,85 @@ def segmentation_utility(
     conditions: tuple[str, ...] = CONDITIONS,
     settings: SegmenterSettings | None = None,
     progress: bool = False,
+    augmentation: ClassicAugmentation | None = None,
+    paired_resamples: int = 2000,
+    paired_seed: int = 0,
+    predictions: dict[str, np.ndarray] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Dice (mean, std, per seed) on the real ``test`` pairs for each training condition.
 
     Pairs are ``(images in [0, 1], masks)``, masks non-zero on the foreground. Conditions as in
-    :func:`classification_utility`; those whose data is missing are skipped. Dice is per test
-    image (1.0 when prediction and mask are both empty), averaged over the test set.
+    :func:`classification_utility` (``+classic``: the dictionary pipeline of ``augmentation``,
+    image and mask together); those whose data is missing are skipped. Dice is per test image
+    (1.0 when prediction and mask are both empty), averaged over the test set. The
+    ``real+classic+synthetic`` entry gets the paired Dice difference to ``real+classic`` over
+    the same test images (``paired_difference``, see
+    :func:`~medisynth.metrics.comparison.paired_mean_difference`); ``predictions``, when given,
+    receives each condition's per-image Dice ``(seeds, N)``.
 
     >>> rng = np.random.default_rng(0)
     >>> m = rng.random((8, 1, 8, 8)) > 0.5; x = (0.2 + 0.6 * m).astype(np.float32)
-    >>> out = segmentation_utility((x, m), (x, m), (x, m), epochs=1)
+    >>> out = segmentation_utility((x, m), (x, m), (x, m), epochs=1, conditions=CONDITIONS[:4])
     >>> list(out), sorted(out["real"])
-    (['real', 'synthetic', 'real+synthetic'], ['dice', 'n_train'])
+    (['real', 'real+classic', 'synthetic', 'real+synthetic'], ['augmentation', 'dice', 'n_train'])
     """
     from tqdm.auto import tqdm
 
-    unknown = set(conditions) - set(CONDITIONS)
-    if unknown:
-        raise ConfigError(f"unknown condition(s) {sorted(unknown)}; known: {', '.join(CONDITIONS)}")
     settings = settings or SegmenterSettings()
+    augmentation = augmentation or ClassicAugmentation()
     test_x = _tensor(test[0])
     test_masks = _mask_tensor(test[1], test_x, "segmentation test set").numpy()
     _check_size(tuple(test_x.shape[2:]), settings, "segmentation test set")
-    pairs = {}
-    for name, pair in (("real", real_train), ("synthetic", synthetic_train)):
-        if pair is not None:
-            x = _tensor(pair[0])
-            if x.shape[1:] != test_x.shape[1:]:
-                raise ConfigError(
-                    f"{name} training images are {tuple(x.shape[1:])} (C, ...) but test images "
-                    f"{tuple(test_x.shape[1:])}"
-                )
-            pairs[name] = (np.asarray(pair[0]), _mask_tensor(pair[1], x, f"{name} set").numpy())
-    sets = _training_sets(pairs.get("real"), pairs.get("synthetic"))
-    todo = [c for c in conditions if c in sets]
+    sets = _training_sets(*_segmentation_pairs(real_train, synthetic_train, test_x))
+    todo = _runnable(conditions, sets)
     results: dict[str, dict[str, Any]] = {}
+    kept = {} if predictions is None else predictions
     with tqdm(total=len(todo) * len(seeds), desc="segmentation", disable=not progress) as bar:
-        for condition in todo:
-            images, masks = sets[condition]
-            scores = []
+        for condition, data, classic in todo:
+            images, masks = sets[data]
+            per_image = []
             for seed in seeds:
-                model = train_segmenter(images, masks, epochs=epochs, seed=seed, settings=settings)
+                model = train_segmenter(
+                    images, masks, epochs=epochs, seed=seed, settings=settings,
+                    augmentation=augmentation if classic else None,
+                )  # fmt: skip
                 predicted = predict_masks(model, test[0], threshold=settings.threshold)
-                scores.append(float(dice(predicted, test_masks).mean()))
+                per_image.append(dice(predicted, test_masks))
                 bar.update(1)
-            results[condition] = {DICE: _summary(scores), "n_train": len(images)}
+            kept[condition] = np.stack(per_image)
+            results[condition] = {
+                DICE: _summary([float(d.mean()) for d in per_image]),
+                "n_train": len(images),
+                AUGMENTATION: augmentation_names(classic, augmentation, test_x.ndim - 2),
+            }
+    if paired_resamples and GAIN in kept and BASELINE in kept:
+        difference = paired_mean_difference(
+            kept[GAIN], kept[BASELINE], n_resamples=paired_resamples, seed=paired_seed
+        )
+        results[GAIN][PAIRED] = paired_entry(difference, "Dice")
     return results
+
+
+def _segmentation_pairs(
+    real_train: tuple[np.ndarray, np.ndarray] | None,
+    synthetic_train: tuple[np.ndarray, np.ndarray] | None,
+    test_x: torch.Tensor,
+) -> tuple[tuple[np.ndarray, np.ndarray] | None, tuple[np.ndarray, np.ndarray] | None]:
+    """The real and synthetic training pairs with binary masks, checked against the test
+    images' channels and size."""
+    pairs: list[tuple[np.ndarray, np.ndarray] | None] = []
+    for name, pair in (("real", real_train), ("synthetic", synthetic_train)):
+        if pair is None:
+            pairs.append(None)
+            continue
+        x = _tensor(pair[0])
+        if x.shape[1:] != test_x.shape[1:]:
+            raise ConfigError(
+                f"{name} training images are {tuple(x.shape[1:])} (C, ...) but test images "
+                f"{tuple(test_x.shape[1:])}"
+            )
+        pairs.append((np.asarray(pair[0]), _mask_tensor(pair[1], x, f"{name} set").numpy()))
+    return pairs[0], pairs[1]
 
 
 SEGMENTATION_RULE = (

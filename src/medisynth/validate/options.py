@@ -42,6 +42,12 @@ class MetricSettings:
     bootstrap: int = 200
     #: half-sample resamples of the FID interval (0: none; one eigendecomposition each)
     fid_bootstrap: int = 0
+    #: utility and segmentation: also train on synthetic images with classic augmentation
+    #: (the ``synthetic+classic`` condition; off by default)
+    classic_synthetic: bool = False
+    #: utility and segmentation: paired-bootstrap resamples of the comparison of
+    #: real+classic+synthetic with real+classic on the same test images (0: none)
+    paired_bootstrap: int = 2000
 
     def check(self) -> None:
         """Refuse unknown extractors and out-of-range numbers (:class:`ConfigError`)."""
@@ -55,8 +61,19 @@ class MetricSettings:
             raise ConfigError(f"percentile must be in (0, 50), got {self.percentile}")
         if self.k < 1 or self.seeds < 1 or self.epochs < 1:
             raise ConfigError("k, seeds and epochs must be at least 1")
-        if self.bootstrap < 0 or self.fid_bootstrap < 0:
+        if self.bootstrap < 0 or self.fid_bootstrap < 0 or self.paired_bootstrap < 0:
             raise ConfigError(
                 f"bootstrap resamples must be >= 0 (0 disables), got bootstrap={self.bootstrap},"
-                f" fid_bootstrap={self.fid_bootstrap}"
+                f" fid_bootstrap={self.fid_bootstrap}, paired_bootstrap={self.paired_bootstrap}"
             )
+
+    def utility_conditions(self) -> tuple[str, ...]:
+        """The training conditions of the utility and segmentation metrics.
+
+        >>> MetricSettings(classic_synthetic=True).utility_conditions()[2:4]
+        ('synthetic', 'synthetic+classic')
+        """
+        from medisynth.metrics.utility import CONDITIONS, KNOWN_CONDITIONS
+
+        extra = ("synthetic+classic",) if self.classic_synthetic else ()
+        return tuple(c for c in KNOWN_CONDITIONS if c in CONDITIONS or c in extra)

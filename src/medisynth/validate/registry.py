@@ -367,13 +367,15 @@ class Paired(Metric):
 
 
 class Utility(Metric):
-    """A small classifier trained on real, synthetic, and both, tested on the real set (AUC,
-    accuracy over seeds); the best epoch on a labelled held-out split when there is one."""
+    """A small classifier trained on real, synthetic, and both, with and without classic
+    augmentation, tested on the real set (AUC, accuracy over seeds); the best epoch on a
+    labelled held-out split when there is one; GAN over classic augmentation compared by a
+    paired bootstrap on the same test images."""
 
     name = K.UTILITY
     needs = Needs(sets=(K.REAL, K.SYNTHETIC, K.TRAIN), labels=(K.REAL, K.TRAIN))
     requirement = "it needs a labelled --train and a labelled --real"
-    keys = ("real",)
+    keys = ("real", "real+classic")
 
     def compute(
         self, inputs: RunInputs, settings: MetricSettings, done: Mapping[str, Section]
@@ -387,6 +389,7 @@ class Utility(Metric):
         val = None
         if heldout is not None and heldout is not real and heldout.labels is not None:
             val = (unit[K.HELDOUT], heldout.labels)
+        predictions: dict[str, np.ndarray] = {}
         entry = classification_utility(
             (unit[K.TRAIN], train.labels),
             None if synthetic.labels is None else (unit[K.SYNTHETIC], synthetic.labels),
@@ -394,11 +397,23 @@ class Utility(Metric):
             val=val,
             seeds=tuple(range(settings.seed, settings.seed + settings.seeds)),
             epochs=settings.epochs,
+            conditions=settings.utility_conditions(),
             progress=settings.progress,
             bootstrap=settings.bootstrap,
             bootstrap_seed=settings.seed,
+            paired_resamples=settings.paired_bootstrap,
+            predictions=predictions,
         )
-        return Outcome(entry)
+        arrays = {self.name: {"labels": np.asarray(real.labels), "predictions": predictions}}
+        return Outcome(entry, _gain_lines(self.name, entry), arrays=arrays)
+
+
+def _gain_lines(name: str, conditions: Mapping[str, Any]) -> list[str]:
+    """The verdict line of the GAN-over-classic comparison, when it ran."""
+    from medisynth.metrics.utility import GAIN, PAIRED
+
+    paired = conditions.get(GAIN, {}).get(PAIRED)
+    return [] if paired is None else [f"{name}: {paired['verdict']}"]
 
 
 class Segmentation(Metric):
@@ -448,14 +463,19 @@ class Segmentation(Metric):
         unit = inputs.unit
         segmenter = SegmenterSettings()
         seeds = tuple(range(settings.seed, settings.seed + settings.seeds))
+        predictions: dict[str, np.ndarray] = {}
         conditions = segmentation_utility(
             None if train is None else (unit[K.TRAIN], train),
             None if synthetic is None else (unit[K.SYNTHETIC], synthetic),
             (unit[K.REAL], real_masks),
             seeds=seeds,
             epochs=settings.epochs,
+            conditions=settings.utility_conditions(),
             settings=segmenter,
             progress=settings.progress,
+            paired_resamples=settings.paired_bootstrap,
+            paired_seed=settings.seed,
+            predictions=predictions,
         )
         verdict = segmentation_verdict(conditions)
         entry = {
@@ -470,7 +490,8 @@ class Segmentation(Metric):
             K.VERDICT: verdict,
             K.RULE: SEGMENTATION_RULE,
         }
-        return Outcome(entry, [f"segmentation utility: {verdict}"])
+        lines = [f"segmentation utility: {verdict}", *_gain_lines("segmentation", conditions)]
+        return Outcome(entry, lines, arrays={self.name: {"predictions": predictions}})
 
     def render(self, section: Section, arrays: Mapping[str, Any]) -> str:
         return segmentation_table(section)
@@ -489,18 +510,26 @@ def segmentation_table(entry: Section) -> str:
     True
     """
     rows = ["<tr><th>trained on</th><th>Dice (real test), mean ± std over seeds</th>"
-            "<th>per seed</th><th>n train</th></tr>"]  # fmt: skip
+            "<th>per seed</th><th>n train</th><th>augmentation</th></tr>"]  # fmt: skip
+    gains = []
     for condition, scores in entry[K.CONDITIONS].items():
         dice = scores[K.DICE]
         per_seed = ", ".join(f"{v:.3f}" for v in dice["per_seed"] if v is not None)
+        transforms = "; ".join(scores.get("augmentation", []))
         rows.append(
             f"<tr><th>{html.escape(condition)}</th><td>{dice['mean']:.3f} ± {dice['std']:.3f}</td>"
-            f"<td>{per_seed}</td><td>{scores['n_train']}</td></tr>"
+            f"<td>{per_seed}</td><td>{scores['n_train']}</td>"
+            f"<td><small>{html.escape(transforms)}</small></td></tr>"
         )
+        if "paired_difference" in scores:
+            gains.append(f"<p>{html.escape(scores['paired_difference']['verdict'])}</p>")
     rest = {k: v for k, v in entry.items() if k not in (K.CONDITIONS, K.VERDICT, K.RULE)}
     return (
-        "<table>" + "".join(rows) + "</table>"
-        f"<p>{html.escape(str(entry[K.VERDICT]))}<br><small>rule: "
+        "<table>"
+        + "".join(rows)
+        + "</table>"
+        + "".join(gains)
+        + f"<p>{html.escape(str(entry[K.VERDICT]))}<br><small>rule: "
         f"{html.escape(str(entry[K.RULE]))}</small></p>" + table(rest)
     )
 
