@@ -54,12 +54,12 @@ import numpy as np
 
 from medisynth import __version__
 from medisynth.data.formats import LabelledImages, read_labelled_images, subset
+from medisynth.data.sets import ImageSet, load_image_set
 from medisynth.data.subsets import stratified_subset, subset_fingerprint
 from medisynth.errors import ConfigError, MedisynthError
 from medisynth.files import atomic_path, atomic_write_text
 from medisynth.validate import keys as K
 from medisynth.validate.curve_report import PREDICTIONS_FILE, summarise, write_report
-from medisynth.validate.inputs import ImageSet, load_image_set
 from medisynth.validate.protocol import ValidateOptions, run_validation
 from medisynth.validate.report import write_html
 
