@@ -192,3 +192,11 @@ def test_gpu_smoke_skips_without_cuda_and_fails_a_family_it_does_not_know(
     assert "FAILED: KeyError: \"no smoke settings for the registered family 'srgan'" in (
         capsys.readouterr().out
     )
+
+
+def test_demo_pixel_prdc_scores_perturbed_real_slices(capsys: pytest.CaptureFixture[str]) -> None:
+    assert load("demo_pixel_prdc").main(["--size", "16"]) == 0
+    results = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"midpoints", "blur 1.0", "noise 0.05", "shift 1"} <= set(results)
+    # the slice manifold itself is inside the real balls; a moved copy is not
+    assert results["midpoints"]["precision"] > results["shift 2"]["precision"]
