@@ -130,7 +130,7 @@ def test_fid_interval_contains_fid_and_tracks_the_spread_over_fresh_sets() -> No
 
 
 # --------------------------------------------------------------------------- near-copies, AUC
-def test_near_copy_interval_resamples_against_the_fixed_threshold() -> None:
+def test_near_copy_interval_is_wilson_against_the_fixed_threshold() -> None:
     distances = np.r_[np.full(30, 0.1), np.full(170, 1.0)]  # 15% below the threshold 0.5
     space = SpaceResult("pixels", distances, np.zeros(200, int), None, 0.5, 5.0, 0.15)
     ci = space.near_copy_ci(seed=0)
@@ -139,6 +139,19 @@ def test_near_copy_interval_resamples_against_the_fixed_threshold() -> None:
     assert space.near_copy_ci(0) is None
     space.threshold = None
     assert space.near_copy_ci() is None
+
+
+def test_no_near_copy_gives_an_interval_above_zero_equal_to_statsmodels() -> None:
+    from statsmodels.stats.proportion import proportion_confint
+
+    for below, n in ((0, 546), (3, 200)):
+        distances = np.r_[np.full(below, 0.1), np.full(n - below, 1.0)]
+        space = SpaceResult("pixels", distances, np.zeros(n, int), None, 0.5, 5.0, below / n)
+        ci = space.near_copy_ci()
+        assert ci is not None
+        low, high = proportion_confint(below, n, alpha=0.05, method="wilson")
+        assert ci[B.CI_LOW] == pytest.approx(low, abs=1e-12)
+        assert ci[B.CI_HIGH] == pytest.approx(high, abs=1e-12) and ci[B.CI_HIGH] > 0
 
 
 def test_seed_averaged_auc_interval() -> None:

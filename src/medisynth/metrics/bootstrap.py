@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from medisynth.errors import ConfigError
 
@@ -200,3 +201,15 @@ def bootstrap_ci(
         half_sampling=half_sampling,
     )
     return None if result is None else result["value"]
+
+
+def wilson_interval(hits: np.ndarray, level: float = CONFIDENCE) -> tuple[float, float]:
+    """Wilson score interval (Wilson 1927) of the fraction of ``True`` in ``hits``: unlike a
+    bootstrap it is not ``[0, 0]`` when no hit was seen.
+
+    >>> low, high = wilson_interval(np.zeros(100, bool))
+    >>> low, round(high, 4)
+    (0.0, 0.037)
+    """
+    ci = stats.binomtest(int(np.sum(hits)), len(hits)).proportion_ci(level, method="wilson")
+    return float(ci.low), float(ci.high)

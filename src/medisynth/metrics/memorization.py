@@ -40,7 +40,15 @@ from typing import Any
 import numpy as np
 
 from medisynth.errors import ConfigError
-from medisynth.metrics.bootstrap import CONFIDENCE, RESAMPLES, bootstrap_ci
+from medisynth.metrics.bootstrap import (
+    CI_HIGH,
+    CI_LOW,
+    CONFIDENCE,
+    LEVEL,
+    N_RESAMPLES,
+    RESAMPLES,
+    wilson_interval,
+)
 from medisynth.metrics.neighbors import knn
 
 #: Default calibration percentile of held-out-to-train NN distances.
@@ -189,28 +197,24 @@ class SpaceResult:
     def near_copy_ci(
         self, n_resamples: int = RESAMPLES, level: float = CONFIDENCE, seed: int = 0
     ) -> dict[str, Any] | None:
-        """Percentile-bootstrap interval of the near-copy fraction over the synthetic images.
+        """Wilson score interval of the near-copy fraction over the synthetic images.
 
-        The synthetic images' NN distances are resampled against the *fixed* threshold: the
-        interval leaves out the threshold's own uncertainty (which ``near_copy_z`` includes).
-        ``None`` without a threshold or with ``n_resamples=0``.
+        Each synthetic image is a near-copy or not against the *fixed* threshold, so the count
+        is binomial: the interval leaves out the threshold's own uncertainty (which
+        ``near_copy_z`` includes), and is not ``[0, 0]`` when no copy was found. ``None``
+        without a threshold or with ``n_resamples=0`` (intervals off); ``seed`` is unused
+        (kept for the common signature of the report's intervals).
 
         >>> space = SpaceResult("pixels", np.r_[np.zeros(20), np.ones(80)], np.zeros(100),
         ...                     None, 0.5, 5.0, 0.2)
-        >>> ci = space.near_copy_ci(seed=0)
+        >>> ci = space.near_copy_ci()
         >>> bool(ci["ci_low"] < 0.2 < ci["ci_high"])
         True
         """
-        if self.threshold is None:
+        if self.threshold is None or n_resamples == 0:
             return None
-        below = self.synthetic_to_train < self.threshold
-        return bootstrap_ci(
-            lambda i: float(below[i].mean()),
-            len(below),
-            n_resamples=n_resamples,
-            level=level,
-            seed=seed,
-        )
+        low, high = wilson_interval(self.synthetic_to_train < self.threshold, level)
+        return {CI_LOW: low, CI_HIGH: high, N_RESAMPLES: 0, LEVEL: level}
 
     def closest_pairs(self, k: int = 8) -> list[tuple[int, int, float]]:
         """The ``k`` closest (synthetic index, train index, distance) pairs."""

@@ -48,6 +48,7 @@ from medisynth.metrics.bootstrap import (
     N_RESAMPLES,
     RESAMPLES,
     check_interval_settings,
+    wilson_interval,
 )
 from medisynth.metrics.neighbors import BLOCK_BYTES, knn, kth_neighbour_radius, pairwise_distances
 
@@ -141,8 +142,8 @@ class PRDCTerms:
         if n_resamples == 0:
             return None
         bounds = {
-            PRECISION: (_wilson(self.in_real_ball, level), 0),
-            RECALL: (_wilson(self.recalled, level), 0),
+            PRECISION: (wilson_interval(self.in_real_ball, level), 0),
+            RECALL: (wilson_interval(self.recalled, level), 0),
             DENSITY: (_bca_mean(self.real_balls / self.k, n_resamples, level, seed), n_resamples),
             COVERAGE: (_jackknife_coverage(self.covered, self.sole_cover, level), 0),
         }
@@ -158,12 +159,6 @@ class PRDCTerms:
             }
             for name, ((low, high), used) in bounds.items()
         }
-
-
-def _wilson(hits: np.ndarray, level: float) -> tuple[float, float]:
-    """Wilson score interval of the fraction of ``True`` in ``hits``."""
-    ci = stats.binomtest(int(hits.sum()), len(hits)).proportion_ci(level, method="wilson")
-    return float(ci.low), float(ci.high)
 
 
 def _bca_mean(values: np.ndarray, n_resamples: int, level: float, seed: int) -> tuple[float, float]:

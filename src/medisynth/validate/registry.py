@@ -285,7 +285,7 @@ class Memorization(Metric):
             if ci is not None:
                 entry[space_key][K.NEAR_COPY_FRACTION_CI] = interval(ci)
                 entry[K.BOOTSTRAP] = bootstrap_info(
-                    ci, "synthetic images resampled with replacement against the fixed "
+                    ci, "Wilson score interval over the synthetic images against the fixed "
                     "threshold (the threshold's own uncertainty is not included)",
                 )  # fmt: skip
         outcome = Outcome(entry, [_verdict_line(self.name, verdict, reasons)])
