@@ -356,10 +356,6 @@ class AdaptiveAugment:
                 self.p = min(max(self.p + step, 0.0), 1.0)
         self._sign_sum, self._count, self._calls = None, 0, 0
 
-    def stats(self) -> dict[str, float]:
-        """``p`` and the last ``r_t``, for the training log."""
-        return {"augment_p": self.p, "augment_rt": self.r_t}
-
     def state_dict(self) -> dict[str, Any]:
         """``p``, ``r_t`` and the pending accumulators: a resumed run continues identically."""
         pending = 0.0 if self._sign_sum is None else float(self._sign_sum)

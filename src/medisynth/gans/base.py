@@ -339,6 +339,15 @@ class GANFamily(ABC):
         """
         raise self.unable("generate images of any size in tiles (generate --size)")
 
+    def default_labels(self, n: int) -> torch.Tensor | None:
+        """Labels cycling through the classes (``None`` for an unconditional model)."""
+        return torch.arange(n) % self.num_classes if self.num_classes else None
+
+    def _inference_generator(self) -> nn.Module:
+        """The network named ``generator`` that sampling uses: its EMA copy when training kept
+        one, else the live network."""
+        return self.ema_nets.get("generator", unwrap(self.nets["generator"]))
+
     def batch_labels(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """A conditional family's class labels of ``batch`` on its device (``None`` when the
         family is unconditional)."""

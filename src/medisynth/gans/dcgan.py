@@ -298,13 +298,6 @@ class DCGAN(GANFamily):
             self.augment.load_state_dict(state["augment"])
 
     # ------------------------------------------------------------------ sampling
-    def _inference_generator(self) -> nn.Module:
-        return self.ema_nets.get("generator", unwrap(self.nets["generator"]))
-
-    def default_labels(self, n: int) -> torch.Tensor | None:
-        """Labels cycling through the classes (``None`` for an unconditional model)."""
-        return torch.arange(n) % self.num_classes if self.num_classes else None
-
     @torch.no_grad()
     def sample(
         self,

@@ -102,9 +102,6 @@ class ImageToImageFamily(GANFamily):
                 k: batch[k][:GRID_IMAGES].detach().float().cpu() for k in ("source", "target")
             }
 
-    def _inference_generator(self) -> nn.Module:
-        return self.ema_nets.get("generator", unwrap(self.nets["generator"]))
-
     def inference_nets(self) -> dict[str, nn.Module]:
         """Only the generator(s): a package needs no discriminator."""
         return {

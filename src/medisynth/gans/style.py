@@ -255,13 +255,6 @@ class StyleGAN(GANFamily):
         self.last_reg = float(state.get("last_reg", 0.0))
 
     # ------------------------------------------------------------------ sampling
-    def _inference_generator(self) -> nn.Module:
-        return self.ema_nets.get("generator", unwrap(self.nets["generator"]))
-
-    def default_labels(self, n: int) -> torch.Tensor | None:
-        """Labels cycling through the classes (``None`` for an unconditional model)."""
-        return torch.arange(n) % self.num_classes if self.num_classes else None
-
     @torch.no_grad()
     def sample(
         self,
