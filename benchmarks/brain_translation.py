@@ -1,26 +1,42 @@
-"""Brain MRI translation (T1 -> T2 or T2 -> FLAIR) on two real cases: train on one case's axial
-slices, translate the other case's whole source volume with ``medisynth.apply.translate``, and score
-it in the brain.
+"""Cross-subject brain MRI translation, leave subjects out: T1c -> FLAIR, FLAIR -> T1c (eight
+subjects) and T1 -> T2 (three), scored in the brain and in the tumour, with baselines.
 
-Cases (co-registered 240x240x155 @ 1 mm, shared/data/brainlesion_mri): BraTS-GLI-00001-000
-(t1n, t2w, t2f) and TCGA-DU-7294 (t1_bet, t2_bet, fla_bet). "BraTS test" trains on TCGA and
-tests on BraTS, "TCGA test" the reverse.
+Subjects (shared/data): five BraTS 2015 patients (``brats2015_flair_t1c``: T1c, FLAIR, brain
+mask, manual tumour labels 0-4) and three four-contrast subjects (``brainlesion_mri``:
+BraTS-GLI-00001-000, TCGA-DU-7294 with fused algorithm labels, TCGA-FG-6692; skull-stripped
+int16, no brain mask: the brain is the voxels above 0 in any of the subject's contrasts).
 
-Protocol: brain mask = target > 0 or source > 0; only axial slices with >= 10% brain are
-counted; each volume (prediction, target) is normalised to [0, 1] by its own 1st/99th in-mask
-percentiles (clipped); the prediction is zeroed outside the source's brain (known at test time);
-SSIM is scikit-image's 7x7 uniform-window SSIM (data_range 1) per slice, its map averaged over
-the mask pixels of all counted slices; PSNR (data_range 1) and MAE over the same pixels.
+Intensities: every scan is put on its own in-brain scale by
+``medisynth.data.intensity.normalise_in_brain`` (1st..99th percentile inside the brain -> 0..1,
+0 outside): the training (``data.normalisation: brain`` with the brain masks), ``translate``
+(``brain_mask=``) and the scores use that one function. Targets of the four-contrast subjects are
+moved by their whole-voxel z offset to the source (mutual information), as they were acquired
+with thick slices.
 
-Baselines computed in the same run: a constant prediction (the training target's mean normalised
-brain intensity), the source and the inverted source, each histogram-matched to the training
-target. The issue's reference figure for the best of these is printed beside them.
+Folds: T1c <-> FLAIR tests on a BraTS 2015 patient (manual labels), keeps the next one for model
+selection (its in-brain SSIM, every ``--select-every`` steps: the best weights are the model)
+and trains on the other six; T1 -> T2 trains on two subjects and tests on the third (no
+selection subject: the last weights).
 
-    python benchmarks/brain_translation.py --minutes 7               # pix2pix T1->T2, both tests
-    python benchmarks/brain_translation.py --task t2-flair --minutes 7
-    python benchmarks/brain_translation.py --minutes 7 --families pix2pix cyclegan
-    python benchmarks/brain_translation.py --minutes 7 --set model.g_depth=5 --tag d5
-    python benchmarks/brain_translation.py --baselines-only          # seconds
+Scores: axial slices with >= 10% brain; scikit-image SSIM (7x7 window, data range 1) averaged
+inside the brain, PSNR (data range 1) and MAE over the brain, and the same inside the tumour
+labels (labels > 0) where the test subject has them.
+
+Baselines on the same test subjects: identity (the normalised source), the source and the
+inverted source each histogram-matched to the training subjects' pooled target histogram, and
+the histogram prior of pix2pix (``data.source_prior: auto``: whichever of the two fits the
+training pairs better).
+
+Whole-tumour Dice (``--segment``): a MONAI U-Net (``medisynth.metrics.utility``) trained on the
+real FLAIR slices and manual labels (> 0) of the fold's training BraTS 2015 patients, applied to
+the test patient's real FLAIR and to each FLAIR translated from its T1c.
+
+    python benchmarks/brain_translation.py --task t1c-flair --fold 0 --family pix2pix --minutes 6
+    python benchmarks/brain_translation.py --task t1c-flair --fold 0 --baselines-only   # seconds
+    python benchmarks/brain_translation.py --task t1c-flair --segment --epochs 8   # after runs
+    python benchmarks/brain_translation.py --mask2image --fold 0 --minutes 6 --epochs 8
+    python benchmarks/brain_translation.py --task t1c-flair --report    # the tables of all runs
+    python benchmarks/brain_translation.py --task t1c-flair --figure pat0002 t1c_flair.png
 """
 
 from __future__ import annotations
@@ -29,43 +45,84 @@ import argparse
 import functools
 import json
 import os
+import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 DATA = Path(os.environ.get("MEDISYNTH_DATA", Path(__file__).resolve().parents[2] / "shared/data"))
-CASES = {
-    "BraTS": {
-        contrast: f"BraTS-GLI-00001-000/BraTS-GLI-00001-000-{suffix}.nii.gz"
-        for contrast, suffix in (("t1", "t1n"), ("t2", "t2w"), ("flair", "t2f"))
-    },
-    "TCGA": {
-        contrast: f"TCGA-DU-7294/TCGA-DU-7294_{suffix}_bet.nii.gz"
-        for contrast, suffix in (("t1", "t1"), ("t2", "t2"), ("flair", "fla"))
-    },
+BRATS15 = [f"pat000{i}" for i in range(2, 7)]
+FOUR_CONTRAST = ["BraTS-GLI", "TCGA-DU", "TCGA-FG"]
+_FOUR = {
+    "BraTS-GLI": ("BraTS-GLI-00001-000/BraTS-GLI-00001-000-{}.nii.gz", "t1n t1c t2w t2f"),
+    "TCGA-DU": ("TCGA-DU-7294/TCGA-DU-7294_{}_bet.nii.gz", "t1 t1c t2 fla"),
+    "TCGA-FG": ("TCGA-FG-6692/TCGA-FG-6692_{}_bet.nii.gz", "t1 t1c t2 fla"),
 }
-TASKS = {"t1-t2": ("t1", "t2"), "t2-flair": ("t2", "flair")}
-AXIS = 2  # axial (the volumes are stored RAS-like, 240 x 240 x 155)
-# the issue's best non-learned baseline per task and test case: (name, SSIM, PSNR)
-REFERENCE = {
-    ("t1-t2", "BraTS"): ("inverted + histogram matching", 0.457, 13.96),
-    ("t1-t2", "TCGA"): ("inverted + histogram matching", 0.689, 17.35),
-    ("t2-flair", "BraTS"): ("histogram matching", 0.316, 13.10),
-    ("t2-flair", "TCGA"): ("inverted + histogram matching", 0.227, 11.28),
-}
+TASKS = {"t1c-flair": ("t1c", "flair"), "flair-t1c": ("flair", "t1c"), "t1-t2": ("t1", "t2")}
+AXIS = 2  # axial: the volumes are 240 x 240 x 155, LPS
 
 
-def case_paths(name: str, task: str) -> tuple[Path, Path]:
-    base = DATA / "brainlesion_mri"
-    source, target = TASKS[task]
-    return base / CASES[name][source], base / CASES[name][target]
+def contrast_path(subject: str, contrast: str) -> Path:
+    if subject in _FOUR:
+        pattern, names = _FOUR[subject]
+        name = dict(zip(("t1", "t1c", "t2", "flair"), names.split(), strict=True))[contrast]
+        return DATA / "brainlesion_mri" / pattern.format(name)
+    file = {"t1c": "T1c_subtrMeanDivStd", "flair": "Flair_subtrMeanDivStd"}[contrast]
+    return DATA / "brats2015_flair_t1c" / f"brats_2013_{subject}_1" / f"{file}.nii.gz"
 
 
-def load(path: Path) -> np.ndarray:
-    from medisynth.data.io import read_image
+def labels_path(subject: str) -> Path | None:
+    """Tumour labels: manual (BraTS 2015), fused algorithm labels (TCGA-DU-7294), or none."""
+    if subject in BRATS15:
+        return DATA / "brats2015_flair_t1c" / f"brats_2013_{subject}_1" / "OTMultiClass.nii.gz"
+    if subject == "TCGA-DU":
+        return DATA / "brainlesion_mri" / "TCGA-DU-7294" / "seg_simple.nii.gz"
+    return None
 
-    return read_image(path).array[0]
+
+def folds(task: str) -> list[tuple[str, str | None, list[str]]]:
+    """(test, selection or None, training subjects) of every fold of ``task``."""
+    if task == "t1-t2":
+        return [(s, None, [t for t in FOUR_CONTRAST if t != s]) for s in FOUR_CONTRAST]
+    out = []
+    for i, test in enumerate(BRATS15):
+        select = BRATS15[(i + 1) % len(BRATS15)]
+        out.append((test, select, [s for s in BRATS15 + FOUR_CONTRAST if s not in (test, select)]))
+    return out
+
+
+@functools.cache
+def raw(subject: str, contrast: str) -> np.ndarray:
+    """A stored scan as float32 (read-only, cached)."""
+    import nibabel as nib
+
+    array = np.asarray(nib.load(contrast_path(subject, contrast)).dataobj, dtype=np.float32)
+    array.flags.writeable = False
+    return array
+
+
+@functools.cache
+def brain(subject: str) -> np.ndarray:
+    """The subject's brain: its mask (BraTS 2015), else the voxels above 0 in any contrast."""
+    import nibabel as nib
+
+    if subject in BRATS15:
+        path = contrast_path(subject, "t1c").parent / "brainmask.nii.gz"
+        mask = np.asarray(nib.load(path).dataobj) > 0
+    else:
+        mask = np.any([raw(subject, c) > 0 for c in ("t1", "t1c", "t2", "flair")], axis=0)
+    mask.flags.writeable = False
+    return mask
+
+
+@functools.cache
+def tumour(subject: str) -> np.ndarray | None:
+    import nibabel as nib
+
+    path = labels_path(subject)
+    return None if path is None else np.asarray(nib.load(path).dataobj) > 0
 
 
 def z_offset(source: np.ndarray, target: np.ndarray, max_shift: int = 3) -> int:
@@ -74,7 +131,7 @@ def z_offset(source: np.ndarray, target: np.ndarray, max_shift: int = 3) -> int:
     Co-registered contrasts acquired with thick slices can sit a voxel or two apart in z."""
     from scipy import ndimage
 
-    brain = ndimage.binary_erosion((source > 0) & (target > 0), iterations=3)
+    common = ndimage.binary_erosion((source > 0) & (target > 0), iterations=3)
 
     def mutual_information(a: np.ndarray, b: np.ndarray) -> float:
         joint, _, _ = np.histogram2d(a, b, bins=64)
@@ -84,7 +141,7 @@ def z_offset(source: np.ndarray, target: np.ndarray, max_shift: int = 3) -> int:
         return float((p[nonzero] * np.log(p[nonzero] / independent[nonzero])).sum())
 
     scores = {
-        shift: mutual_information(source[brain], shifted(target, shift)[brain])
+        shift: mutual_information(source[common], shifted(target, shift)[common])
         for shift in range(-max_shift, max_shift + 1)
     }
     return max(scores, key=lambda k: scores[k])
@@ -101,242 +158,572 @@ def shifted(volume: np.ndarray, shift: int) -> np.ndarray:
 
 
 @functools.cache
-def pair(case: str, task: str, align: bool) -> tuple[np.ndarray, np.ndarray, int]:
-    """A case's source and target volumes; with ``align`` the target is moved by
-    :func:`z_offset` (the shift is returned). Cached: the baselines, the training and the
-    scoring of a run all read the same pairs (read-only)."""
-    src_path, tgt_path = case_paths(case, task)
-    source, target = load(src_path), load(tgt_path)
-    shift = z_offset(source, target) if align else 0
+def pair(subject: str, task: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """A subject's raw source and target of ``task``, the target moved by its z offset to the
+    source (four-contrast subjects; the offset is returned)."""
+    source_contrast, target_contrast = TASKS[task]
+    source, target = raw(subject, source_contrast), raw(subject, target_contrast)
+    shift = z_offset(source, target) if subject in _FOUR else 0
     if shift:
         target = shifted(target, shift)
-    source.flags.writeable = target.flags.writeable = False  # shared by the callers
+        target.flags.writeable = False
     return source, target, shift
 
 
-def normalise(volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    low, high = np.percentile(volume[mask], [1, 99])
-    return np.clip((volume - low) / max(high - low, 1e-6), 0.0, 1.0)
+@functools.cache
+def normalised(subject: str, task: str, side: str) -> np.ndarray:
+    """The source or target of ``task`` on the in-brain scale (read-only, cached)."""
+    from medisynth.data.intensity import normalise_in_brain
+
+    source, target, _ = pair(subject, task)
+    out = normalise_in_brain((source if side == "source" else target)[None], brain(subject))[0]
+    out.flags.writeable = False
+    return out
 
 
 def counted_slices(mask: np.ndarray) -> list[int]:
-    fractions = mask.mean(axis=(0, 1))
-    return [int(z) for z in np.flatnonzero(fractions >= 0.10)]
+    return [int(z) for z in np.flatnonzero(mask.mean(axis=(0, 1)) >= 0.10)]
 
 
-def score(
-    pred: np.ndarray, source: np.ndarray, target: np.ndarray, normalised: bool = False
-) -> dict[str, float]:
-    """In-brain SSIM / PSNR / MAE of a prediction against the target; the prediction is
-    normalised like the target unless it is already on the normalised [0, 1] scale."""
+def score(pred: np.ndarray, subject: str, task: str) -> dict[str, float]:
+    """In-brain and in-tumour SSIM / PSNR / MAE of a prediction on the in-brain scale."""
     from skimage.metrics import structural_similarity
 
-    mask = (target > 0) | (source > 0)
-    t = normalise(target, mask)
-    p = (pred if normalised else normalise(pred, mask)) * (source > 0)
-    ssim_values, errors = [], []
+    target, mask, lesion = normalised(subject, task, "target"), brain(subject), tumour(subject)
+    pred = np.clip(pred, 0.0, 1.0) * mask
+    regions = {"brain": mask} if lesion is None else {"brain": mask, "tumour": lesion & mask}
+    ssim: dict[str, list[np.ndarray]] = {k: [] for k in regions}
+    errors: dict[str, list[np.ndarray]] = {k: [] for k in regions}
     slices = counted_slices(mask)
     for z in slices:
-        _, smap = structural_similarity(p[..., z], t[..., z], data_range=1.0, win_size=7, full=True)
-        m = mask[..., z]
-        ssim_values.append(smap[m])
-        errors.append(p[..., z][m] - t[..., z][m])
-    err = np.concatenate(errors)
-    mse = float(np.mean(err**2))
+        _, smap = structural_similarity(
+            pred[..., z], target[..., z], data_range=1.0, win_size=7, full=True
+        )
+        for name, region in regions.items():
+            inside = region[..., z]
+            ssim[name].append(smap[inside])
+            errors[name].append(pred[..., z][inside] - target[..., z][inside])
+    out: dict[str, float] = {"slices": len(slices)}
+    for name in regions:
+        err = np.concatenate(errors[name])
+        if err.size == 0:
+            continue
+        prefix = "" if name == "brain" else "tumour_"
+        out[f"{prefix}ssim"] = float(np.mean(np.concatenate(ssim[name])))
+        out[f"{prefix}psnr"] = float(10 * np.log10(1.0 / max(float(np.mean(err**2)), 1e-12)))
+        out[f"{prefix}mae"] = float(np.mean(np.abs(err)))
+    return out
+
+
+def baselines(task: str, test: str, train: list[str]) -> dict[str, np.ndarray]:
+    """The non-learned predictions of the test subject's target, on the in-brain scale."""
+    from skimage.exposure import match_histograms
+
+    from medisynth.data.histogram import HistogramPrior
+
+    pooled = np.concatenate([normalised(s, task, "target")[brain(s)] for s in train])
+    source, mask = normalised(test, task, "source"), brain(test)
+    preds = {"identity": source}
+    for name, values in (("source", source[mask]), ("inverted source", 1.0 - source[mask])):
+        pred = np.zeros_like(source)
+        pred[mask] = match_histograms(values, pooled)
+        preds[f"{name} + histogram matching"] = pred
+    prior = HistogramPrior.fit(
+        [2 * normalised(s, task, "source")[None] - 1 for s in train],
+        [2 * normalised(s, task, "target")[None] - 1 for s in train],
+        [brain(s) for s in train],
+        "auto",
+    )
+    matched = prior.apply(2 * source[None] - 1, mask)[0]
+    preds[f"histogram prior ({'inverted' if prior.inverted else 'direct'})"] = (matched + 1) / 2
+    return preds
+
+
+def write_volume(path: Path, array: np.ndarray, like: Path) -> Path:
+    """``array`` as NIfTI with the header of the file ``like`` (written once)."""
+    import nibabel as nib
+
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        reference = nib.load(like)
+        image = nib.Nifti1Image(array.astype(np.float32), reference.affine, reference.header)
+        partial = path.parent / f"partial{os.getpid()}_{path.name}"
+        nib.save(image, partial)
+        os.replace(partial, path)
+    return path
+
+
+def training_folders(task: str, subjects: list[str], work: Path) -> dict[str, Path]:
+    """Folders of the training subjects' source and target scans and brain masks, pairing by
+    name: links to the stored scans, written files where a target moved or a mask is derived."""
+    source_contrast, target_contrast = TASKS[task]
+    run = work / task / "sets" / "_".join(subjects)
+    for subject in subjects:
+        _, target, shift = pair(subject, task)
+        like = contrast_path(subject, source_contrast)
+        files = {"source": like, "target": contrast_path(subject, target_contrast)}
+        if shift:
+            name = f"{subject}_z{shift:+d}.nii.gz"
+            files["target"] = write_volume(work / task / "moved" / name, target, like)
+        if subject in BRATS15:
+            files["mask"] = like.parent / "brainmask.nii.gz"
+        else:
+            mask = brain(subject).astype(np.float32)
+            files["mask"] = write_volume(work / task / "masks" / f"{subject}.nii.gz", mask, like)
+        for side, file in files.items():
+            link = run / side / f"{subject}.nii.gz"
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.is_symlink():
+                link.symlink_to(file.resolve())
+    return {side: run / side for side in ("source", "target", "mask")}
+
+
+def family_model(family: str) -> dict[str, Any]:
+    """The networks for a CPU budget of minutes."""
+    if family == "pix2pix":
+        return {
+            "family": "pix2pix",
+            "g_channels": 32,
+            "g_depth": 4,
+            "d_channels": 32,
+            "d_layers": 3,
+            "lr_g": 5e-4,
+            "augment": ["flip", "gamma"],
+        }
     return {
-        "ssim": float(np.mean(np.concatenate(ssim_values))),
-        "psnr": float(10 * np.log10(1.0 / mse)),
-        "mae": float(np.mean(np.abs(err))),
-        "slices": len(slices),
+        "family": family,
+        "g_channels": 16,
+        "n_blocks": 4,
+        "d_channels": 16,
+        "d_layers": 3,
+        "lr_g": 5e-4,
     }
 
 
-def baselines(train: str, test: str, task: str, align: bool) -> dict[str, dict[str, float]]:
-    from skimage.exposure import match_histograms
+def translate_subject(package: Any, subject: str, task: str) -> np.ndarray:
+    from medisynth.apply.translate import translate_array
 
-    tr_src, tr_tgt, _ = pair(train, task, align)
-    te_src, te_tgt, _ = pair(test, task, align)
-    tr_mask = (tr_src > 0) | (tr_tgt > 0)
-    train_norm = normalise(tr_tgt, tr_mask)
-    constant = np.full_like(te_src, float(train_norm[tr_mask].mean()))
-    brain = te_src > 0
-    rows = {"constant (train target mean)": score(constant, te_src, te_tgt, normalised=True)}
-    for name, flip in (("source", False), ("inverted source", True)):
-        values = normalise(te_src, brain)[brain]
-        matched = np.zeros_like(te_src)
-        matched[brain] = match_histograms(1.0 - values if flip else values, train_norm[tr_mask])
-        rows[f"{name} + histogram matching"] = score(matched, te_src, te_tgt)
-    return rows
+    source, _, _ = pair(subject, task)
+    return translate_array(package, source[None], axis=AXIS, brain_mask=brain(subject))[0]
 
 
-def write_like(path: Path, array: np.ndarray, like: Path) -> None:
-    """Write ``array`` as NIfTI with the header (affine, spacing) of the file ``like``."""
-    import nibabel as nib
-
-    reference = nib.load(like)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(array.astype(np.float32), reference.affine, reference.header), path)
-
-
-def train_and_translate(
+def train_and_select(
     family: str,
     task: str,
-    train: str,
-    test: str,
-    minutes: float,
-    size: int,
-    out: Path,
-    seed: int,
-    reuse: bool = False,
-    overrides: list[str] | None = None,
-    tag: str = "",
-    align: bool = True,
-) -> dict[str, float]:
-    from medisynth.apply.translate import translate_array
+    fold: tuple[str, str | None, list[str]],
+    args: argparse.Namespace,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Train ``family`` on the fold's training subjects; the test subject's translation by the
+    weights that scored best on the selection subject (the last ones without one)."""
     from medisynth.config import RunConfig
-    from medisynth.package import load_package
+    from medisynth.package import load_package, save_package
     from medisynth.training.engine import Trainer
 
-    run_dir = out / f"{task}_{family}{tag}_{train}_to_{test}"
-    src, tgt = case_paths(train, task)
-    if align:  # train on the z-aligned target, written next to the run
-        _, target, shift = pair(train, task, align)
-        if shift:
-            tgt = run_dir.parent / f"{train}_{task}_target_z{shift:+d}.nii.gz"
-            write_like(tgt, target, src)
-    model: dict[str, object] = {"family": family}
-    # small networks and a higher generator learning rate: a CPU budget of minutes
-    if family == "pix2pix":
-        # a shallow U-Net (a local mapping) with flip + gamma generalised best to the other case
-        model.update(
-            g_channels=16,
-            g_depth=2,
-            d_channels=16,
-            d_layers=3,
-            lr_g=5e-4,
-            augment=["flip", "gamma"],
-        )
-    else:
-        model.update(g_channels=16, n_blocks=4, d_channels=16, d_layers=3, lr_g=5e-4)
+    test, select, train = fold
+    folders = training_folders(task, train, args.work)
+    run_dir = args.out / task / test / f"{family}{args.tag}"
     config = RunConfig.from_dict(
         {
-            "seed": seed,
+            "seed": args.seed,
             "data": {
                 "format": "paired" if family == "pix2pix" else "unpaired",
-                "path": str(src),
-                "target_path": str(tgt),
+                "path": str(folders["source"]),
+                "target_path": str(folders["target"]),
+                "modality": "MR",
                 "axis": AXIS,
                 "min_foreground": 0.1,
-                "image_size": size,
+                "image_size": args.size,
+                "normalisation": "brain",
+                "brain_mask_path": str(folders["mask"]),
+                **({} if family == "pix2pix" else {"target_brain_mask_path": str(folders["mask"])}),
             },
-            "model": model,
+            "model": family_model(family),
             "train": {
-                "steps": 100_000,
-                "max_minutes": minutes,
-                "batch_size": 4,
-                "precision": "auto",  # bf16 on CPUs that have it; CycleGAN stays fp32 on CPU
-                "ema_decay": 0.0,  # an average over a few hundred steps keeps early weights
+                "steps": 1_000_000,
+                "max_minutes": args.minutes,
+                "batch_size": 8,
+                "precision": "auto",
+                "ema_decay": 0.0,
                 "checkpoint_every": 0,
                 "sample_every": 0,
-                "log_every": 25,
+                "log_every": 50,
                 "progress": False,
                 "tensorboard": False,
                 "out_dir": str(run_dir),
             },
         },
-        overrides,
+        args.overrides,
     )
-    if reuse and (run_dir / "model").is_dir():  # score an earlier run's model again
-        summary = json.loads((run_dir / "train_summary.json").read_text())
-        steps, train_s = summary["steps"], summary["wall_seconds"]
-    else:
-        result = Trainer(config).fit(overwrite=True)  # a new run replaces the earlier one
-        steps, train_s = result.steps, result.wall_seconds
-    package = load_package(run_dir / "model")
-    te_src, te_tgt, _ = pair(test, task, align)
+    history: list[dict[str, float]] = []
+    best = run_dir / "selected"
+
+    def select_weights(trainer: Trainer, step: int, losses: dict[str, float]) -> None:
+        if select is None or step % args.select_every:
+            return
+        assert trainer.family is not None
+        candidate = save_package(run_dir / "candidate", trainer.family, trainer.config)
+        ssim = score(translate_subject(load_package(candidate), select, task), select, task)["ssim"]
+        if not history or ssim > max(h["ssim"] for h in history):
+            shutil.rmtree(best, ignore_errors=True)
+            os.replace(candidate, best)
+        history.append({"step": step, "ssim": ssim})
+        print(f"  {task} {test} {family}: step {step}, selection SSIM {ssim:.4f}", flush=True)
+
     started = time.perf_counter()
-    pred = translate_array(package, te_src[None], axis=AXIS)[0]
-    translate_s = time.perf_counter() - started
-    scores = score(pred, te_src, te_tgt)
-    scores.update(steps=steps, train_s=train_s, translate_s=translate_s)
-    return scores
+    result = Trainer(config, callbacks=[select_weights]).fit(overwrite=True)
+    train_s = time.perf_counter() - started
+    chosen, selected_step = run_dir / "model", result.steps
+    if select is not None:
+        final = score(translate_subject(load_package(chosen), select, task), select, task)
+        earlier = max(history, key=lambda h: h["ssim"], default=None)
+        history.append({"step": result.steps, "ssim": final["ssim"]})
+        if earlier is not None and earlier["ssim"] >= final["ssim"]:
+            chosen, selected_step = best, int(earlier["step"])
+    pred = translate_subject(load_package(chosen), test, task)
+    info = {
+        "steps": result.steps,
+        "train_minutes": round(train_s / 60, 2),
+        "selected_step": selected_step,
+        "selection": history,
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+    }
+    return pred, info
 
 
-def main() -> None:
+def run_fold(task: str, index: int, args: argparse.Namespace) -> dict[str, Any]:
+    fold = folds(task)[index]
+    test, select, train = fold
+    folder = args.out / task / test
+    folder.mkdir(parents=True, exist_ok=True)
+    results_path = folder / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    results.update(test=test, select=select, train=train, z_offset=pair(test, task)[2])
+    methods = results.setdefault("methods", {})
+    predictions: dict[str, np.ndarray] = baselines(
+        task, test, [*train, *([select] if select else [])]
+    )
+    infos: dict[str, dict[str, Any]] = {}
+    if not args.baselines_only:
+        for family in args.families:
+            pred, info = train_and_select(family, task, fold, args)
+            predictions[f"{family}{args.tag}"] = pred
+            infos[f"{family}{args.tag}"] = info
+    for name, pred in predictions.items():
+        methods[name] = {**score(pred, test, task), **infos.get(name, {})}
+        np.save(folder / f"{name.replace(' ', '_')}.npy", pred.astype(np.float16))
+    tmp = results_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=2))
+    os.replace(tmp, results_path)
+    return results
+
+
+def segment(task: str, args: argparse.Namespace) -> None:
+    """Whole-tumour Dice of a U-Net trained on real FLAIR, on the test patients' real and
+    translated FLAIR (the predictions saved by the runs of ``task``)."""
+    import torch
+
+    from medisynth.metrics.utility import SegmenterSettings, predict_masks, train_segmenter
+
+    if TASKS[task][1] != "flair":
+        raise SystemExit("--segment needs a task whose target is FLAIR (t1c-flair)")
+    torch.set_num_threads(args.threads)
+    for test, select, _ in folds(task):
+        folder = args.out / task / test
+        if not (folder / "results.json").exists():
+            continue
+        results = json.loads((folder / "results.json").read_text())
+        train = [s for s in BRATS15 if s not in (test, select)]
+        images, masks = [], []
+        for subject in train:
+            flair, lesion = normalised(subject, task, "target"), tumour(subject)
+            assert lesion is not None
+            for z in counted_slices(brain(subject)):
+                images.append(flair[..., z])
+                masks.append(lesion[..., z])
+        x = _crop(np.stack(images)[:, None]) * 2 - 1
+        y = _crop(np.stack(masks)[:, None].astype(np.float32))
+        settings = SegmenterSettings(channels=(16, 32, 64, 128), strides=(2, 2, 2))
+        started = time.perf_counter()
+        model = train_segmenter(x, y, epochs=args.epochs, seed=args.seed, settings=settings)
+        minutes = (time.perf_counter() - started) / 60
+        slices = counted_slices(brain(test))
+        lesion = tumour(test)
+        assert lesion is not None
+        truth = _crop(lesion[..., slices].transpose(2, 0, 1)[:, None])
+        inputs = {"real FLAIR": normalised(test, task, "target")}
+        for name in results["methods"]:
+            inputs[name] = np.load(folder / f"{name.replace(' ', '_')}.npy").astype(np.float32)
+        dice = {}
+        for name, flair in inputs.items():
+            x_test = _crop((flair * brain(test))[..., slices].transpose(2, 0, 1)[:, None]) * 2 - 1
+            pred = predict_masks(model, x_test) & (
+                _crop(brain(test)[..., slices].transpose(2, 0, 1)[:, None])
+            )
+            dice[name] = float(2 * (pred & truth).sum() / max(pred.sum() + truth.sum(), 1))
+        results["segmentation"] = {
+            "dice": dice,
+            "trained_on": train,
+            "slices": len(x),
+            "epochs": args.epochs,
+            "minutes": round(minutes, 2),
+        }
+        print(f"{test}: " + ", ".join(f"{k} {v:.3f}" for k, v in dice.items()), flush=True)
+        (folder / "results.json").write_text(json.dumps(results, indent=2))
+
+
+def label_map(subject: str) -> np.ndarray:
+    """The mask -> image input: 0 outside the brain, 1 brain, 2..5 the BraTS labels 1..4."""
+    import nibabel as nib
+
+    path = labels_path(subject)
+    assert path is not None
+    labels = np.asarray(nib.load(path).dataobj).astype(np.int64)
+    return np.where(labels > 0, labels + 1, brain(subject).astype(np.int64))
+
+
+def _slices_128(volume: np.ndarray, slices: list[int], order: int) -> np.ndarray:
+    """Counted axial slices, centre 192 x 192, resized to 128 x 128: ``(N, 128, 128)``."""
+    from scipy import ndimage
+
+    stack = _crop(volume[..., slices].transpose(2, 0, 1))
+    return ndimage.zoom(stack, (1, 2 / 3, 2 / 3), order=order)
+
+
+def mask_to_image(args: argparse.Namespace) -> None:
+    """Tumour label map + brain -> FLAIR (pix2pix, ``data.format: image_mask``) trained on each
+    T1c -> FLAIR fold's training BraTS 2015 patients; a U-Net trained on their real pairs, on
+    synthetic pairs (the same label maps mirrored left-right, images from the model) and on
+    both, scored by whole-tumour Dice on the test patient (128 x 128 slices)."""
+    import torch
+
+    from medisynth.apply.mask2image import synthesise
+    from medisynth.config import RunConfig
+    from medisynth.metrics.utility import SegmenterSettings, predict_masks, train_segmenter
+    from medisynth.package import load_package
+    from medisynth.training.engine import Trainer
+
+    torch.set_num_threads(args.threads)
+    task = "t1c-flair"
+    indices = args.fold if args.fold is not None else range(len(folds(task)))
+    for index in indices:
+        test, select, _ = folds(task)[index]
+        train = [s for s in BRATS15 if s not in (test, select)]
+        folder = args.out / "mask2image" / test
+        images, labels = [], []
+        for subject in train:
+            slices = counted_slices(brain(subject))
+            images.append(_slices_128(normalised(subject, task, "target"), slices, 1))
+            labels.append(_slices_128(label_map(subject), slices, 0))
+        real_x, real_labels = np.concatenate(images)[:, None], np.concatenate(labels)
+        for name, array in (("images", real_x), ("masks", real_labels[:, None])):
+            (folder / "data" / name).mkdir(parents=True, exist_ok=True)
+            for i, item in enumerate(array):
+                np.save(folder / "data" / name / f"{i:05d}.npy", item.astype(np.float32))
+        config = RunConfig.from_dict(
+            {
+                "seed": args.seed,
+                "data": {
+                    "format": "image_mask",
+                    "path": str(folder / "data" / "images"),
+                    "mask_path": str(folder / "data" / "masks"),
+                    "modality": "MR",
+                },
+                "model": family_model("pix2pix") | {"augment": ["flip"]},
+                "train": {
+                    "steps": 1_000_000,
+                    "max_minutes": args.minutes,
+                    "batch_size": 8,
+                    "ema_decay": 0.0,
+                    "checkpoint_every": 0,
+                    "sample_every": 0,
+                    "progress": False,
+                    "tensorboard": False,
+                    "out_dir": str(folder / "run"),
+                },
+            },
+            args.overrides,
+        )
+        result = Trainer(config).fit(overwrite=True)
+        package = load_package(folder / "run" / "model")
+        mirrored = real_labels[:, :, ::-1].copy()
+        generator = torch.Generator().manual_seed(args.seed)
+        synthetic_x = synthesise(package, mirrored, generator=generator)
+        synthetic_x = np.clip(synthetic_x, 0.0, 1.0) * (mirrored > 0)[:, None]
+        real_y, synthetic_y = (real_labels > 1)[:, None], (mirrored > 1)[:, None]
+        slices = counted_slices(brain(test))
+        lesion = tumour(test)
+        assert lesion is not None
+        test_x = _slices_128(normalised(test, task, "target"), slices, 1)[:, None]
+        test_y = _slices_128(lesion.astype(np.uint8), slices, 0)[:, None] > 0
+        conditions = {
+            "real": (real_x, real_y),
+            "synthetic": (synthetic_x, synthetic_y),
+            "real+synthetic": (
+                np.concatenate([real_x, synthetic_x]),
+                np.concatenate([real_y, synthetic_y]),
+            ),
+        }
+        settings = SegmenterSettings(channels=(16, 32, 64, 128), strides=(2, 2, 2))
+        dice = {}
+        for name, (x, y) in conditions.items():
+            # the same number of optimisation steps for every condition
+            epochs = max(1, round(args.epochs * len(real_x) / len(x)))
+            model = train_segmenter(
+                x * 2 - 1, y.astype(np.float32), epochs=epochs, seed=args.seed, settings=settings
+            )
+            pred = predict_masks(model, test_x * 2 - 1)
+            dice[name] = float(2 * (pred & test_y).sum() / max(pred.sum() + test_y.sum(), 1))
+        record = {
+            "test": test,
+            "trained_on": train,
+            "steps": result.steps,
+            "minutes": args.minutes,
+            "real_slices": len(real_x),
+            "dice": dice,
+            "load_average": [round(v, 2) for v in os.getloadavg()],
+        }
+        (folder / "results.json").write_text(json.dumps(record, indent=2))
+        print(f"mask -> FLAIR, {test}: " + ", ".join(f"{k} {v:.3f}" for k, v in dice.items()))
+
+
+def _crop(stack: np.ndarray) -> np.ndarray:
+    """The central 192 x 192 of 240 x 240 slices (the brains fit; a multiple of 8)."""
+    return np.ascontiguousarray(stack[..., 24:216, 24:216])
+
+
+def report(task: str, args: argparse.Namespace) -> None:
+    rows: dict[str, dict[str, dict[str, float]]] = {}
+    dice: dict[str, dict[str, float]] = {}
+    for test, _, _ in folds(task):
+        path = args.out / task / test / "results.json"
+        if path.exists():
+            results = json.loads(path.read_text())
+            for method, values in results["methods"].items():
+                rows.setdefault(method, {})[test] = values
+            if "segmentation" in results:
+                dice[test] = results["segmentation"]["dice"]
+    tests = sorted({t for per in rows.values() for t in per})
+    source, target = TASKS[task]
+    print(f"\n{source} -> {target}: in-brain SSIM per test subject (mean +- sd over folds)")
+    print("| method | " + " | ".join(tests) + " | mean +- sd | PSNR | MAE | tumour SSIM |")
+    print("|---|" + "---|" * (len(tests) + 4))
+    for method, per in rows.items():
+        cells = [f"{per[t]['ssim']:.3f}" if t in per else "" for t in tests]
+        ssim = [per[t]["ssim"] for t in per]
+        psnr = np.mean([per[t]["psnr"] for t in per])
+        mae = np.mean([per[t]["mae"] for t in per])
+        tumour_ssim = [per[t]["tumour_ssim"] for t in per if "tumour_ssim" in per[t]]
+        tum = f"{np.mean(tumour_ssim):.3f}" if tumour_ssim else ""
+        steps = [per[t]["steps"] for t in per if "steps" in per[t]]
+        label = method + (f" ({np.mean(steps):.0f} steps)" if steps else "")
+        print(
+            f"| {label} | "
+            + " | ".join(cells)
+            + f" | {np.mean(ssim):.3f} +- {np.std(ssim, ddof=1) if len(ssim) > 1 else 0:.3f}"
+            + f" | {psnr:.2f} | {mae:.4f} | {tum} |"
+        )
+    if dice:
+        names = list(next(iter(dice.values())))
+        print("\nwhole-tumour Dice (U-Net trained on the real FLAIR of the training patients)")
+        print("| input | " + " | ".join(dice) + " | mean | ratio to real |")
+        print("|---|" + "---|" * (len(dice) + 2))
+        real = np.mean([d["real FLAIR"] for d in dice.values()])
+        for name in names:
+            values = [d[name] for d in dice.values() if name in d]
+            print(
+                f"| {name} | "
+                + " | ".join(f"{d.get(name, float('nan')):.3f}" for d in dice.values())
+                + f" | {np.mean(values):.3f} | {np.mean(values) / real:.2f} |"
+            )
+
+
+def figure(task: str, args: argparse.Namespace, test: str, path: Path) -> Path:
+    """source | best baseline | pix2pix | CycleGAN | target of one test subject, on the slice
+    with the most tumour (else the middle counted slice), tumour outlined on the target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = args.out / task / test
+    results = json.loads((folder / "results.json").read_text())
+    methods = results["methods"]
+    learned = [m for m in methods if "steps" in methods[m]]
+    baseline = max((m for m in methods if m not in learned), key=lambda m: methods[m]["ssim"])
+    lesion = tumour(test)
+    slices = counted_slices(brain(test))
+    if lesion is not None and lesion[..., slices].any():
+        z = slices[int(np.argmax(lesion[..., slices].sum(axis=(0, 1))))]
+    else:
+        z = slices[len(slices) // 2]
+    source, target = TASKS[task]
+    panels = [(f"{source} (input)", normalised(test, task, "source"))]
+    for name in [baseline, *learned]:
+        pred = np.load(folder / f"{name.replace(' ', '_')}.npy").astype(np.float32)
+        panels.append((f"{name}\nSSIM {methods[name]['ssim']:.3f}", pred))
+    panels.append((f"{target} (real)", normalised(test, task, "target")))
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.3))
+    for ax, (title, volume) in zip(axes, panels, strict=True):
+        ax.imshow(np.rot90(volume[..., z]), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
+    if lesion is not None:
+        axes[-1].contour(np.rot90(lesion[..., z]), levels=[0.5], colors="r", linewidths=0.6)
+    fig.suptitle(f"{source} -> {target}, test subject {test}, axial slice {z}", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--task", choices=sorted(TASKS), default="t1-t2")
-    parser.add_argument("--minutes", type=float, default=7.0, help="training budget per run")
+    parser.add_argument("--task", choices=sorted(TASKS), default="t1c-flair")
+    parser.add_argument("--fold", type=int, nargs="*", help="fold indices (default: all)")
     parser.add_argument("--families", nargs="+", default=["pix2pix"])
-    parser.add_argument("--tests", nargs="+", default=["BraTS", "TCGA"], help="test cases")
+    parser.add_argument("--minutes", type=float, default=6.0, help="training budget per model")
+    parser.add_argument("--select-every", type=int, default=400, help="steps between selections")
     parser.add_argument("--size", type=int, default=128, help="training slice size")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (--segment)")
+    parser.add_argument("--epochs", type=int, default=8, help="U-Net epochs (--segment)")
     parser.add_argument("--out", type=Path, default=Path("runs/brain_translation"))
+    parser.add_argument("--work", type=Path, default=Path("runs/brain_translation/work"))
+    parser.add_argument("--tag", default="", help="suffix of the method names (variants)")
     parser.add_argument("--baselines-only", action="store_true")
+    parser.add_argument("--segment", action="store_true", help="whole-tumour Dice of the runs")
+    parser.add_argument(
+        "--mask2image", action="store_true", help="mask -> FLAIR pairs for segmentation"
+    )
+    parser.add_argument("--report", action="store_true", help="print the tables of the runs")
+    parser.add_argument(
+        "--figure", nargs=2, metavar=("TEST", "PNG"), help="the figure of a test subject's runs"
+    )
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], help="config override (repeat)"
     )
-    parser.add_argument("--tag", default="", help="suffix of the run folders (variants)")
-    parser.add_argument(
-        "--no-align",
-        dest="align",
-        action="store_false",
-        help="keep targets as stored (default: move each target by its z offset to the source)",
-    )
-    parser.add_argument(
-        "--reuse", action="store_true", help="score the models already in --out, no training"
-    )
-    args = parser.parse_args()
-    rows: list[tuple[str, str, dict[str, float]]] = []
-    for test in args.tests:
-        train = "TCGA" if test == "BraTS" else "BraTS"
-        if args.align:
-            for case in (train, test):
-                print(f"{case} {args.task}: target z offset {pair(case, args.task, True)[2]:+d}")
-        for name, values in baselines(train, test, args.task, args.align).items():
-            rows.append((test, name, values))
-        if not args.baselines_only:
-            for family in args.families:
-                values = train_and_translate(
-                    family,
-                    args.task,
-                    train,
-                    test,
-                    args.minutes,
-                    args.size,
-                    args.out,
-                    args.seed,
-                    args.reuse,
-                    args.overrides,
-                    args.tag,
-                    args.align,
-                )
-                label = f"{family}{args.tag} ({values['steps']:.0f} steps, "
-                label += f"{values['train_s'] / 60:.1f} min)"
-                rows.append((test, label, values))
-        ref_name, ref_ssim, ref_psnr = REFERENCE[(args.task, test)]
-        rows.append(
-            (
-                test,
-                f"issue reference: {ref_name}",
-                {"ssim": ref_ssim, "psnr": ref_psnr, "mae": float("nan"), "slices": 0},
-            )
-        )
-    source, target = TASKS[args.task]
-    print(
-        f"\n{source} -> {target}, in-brain metrics (train on the other case; "
-        f"{args.minutes} min per run)"
-    )
-    print("| test case | method | SSIM | PSNR (dB) | MAE | slices |")
-    print("|---|---|---|---|---|---|")
-    for test, name, v in rows:
-        mae = "" if np.isnan(v["mae"]) else f"{v['mae']:.4f}"
-        slices = v["slices"] or ""
-        print(f"| {test} | {name} | {v['ssim']:.3f} | {v['psnr']:.2f} | {mae} | {slices} |")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"results_{args.task}{args.tag}.json").write_text(
-        json.dumps([{"test": t, "method": n, **v} for t, n, v in rows], indent=2)
-    )
+    args = parser.parse_args(argv)
+    if args.report:
+        report(args.task, args)
+        return 0
+    if args.figure:
+        print(figure(args.task, args, args.figure[0], Path(args.figure[1])))
+        return 0
+    if args.segment:
+        segment(args.task, args)
+        return 0
+    if args.mask2image:
+        mask_to_image(args)
+        return 0
+    for index in args.fold if args.fold is not None else range(len(folds(args.task))):
+        results = run_fold(args.task, index, args)
+        print(f"\n{args.task} fold {index}: test {results['test']}, select {results['select']}")
+        for method, values in results["methods"].items():
+            print(f"  {method}: SSIM {values['ssim']:.3f}, PSNR {values['psnr']:.2f}")
+    report(args.task, args)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -509,13 +509,22 @@ def translate(
     overwrite: OverwriteOption = False,
     batch_size: BatchSizeOption = 16,
     source_scaling: Annotated[str, typer.Option("--source-scaling", help=_SCALING_HELP)] = "auto",
+    brain_mask: Annotated[
+        Path | None,
+        typer.Option(
+            "--brain-mask",
+            help="The input's brain mask, for a model trained with data.normalisation: brain "
+            "(default: the voxels above 0).",
+        ),
+    ] = None,
 ) -> None:
-    """Translate images to the model's target domain (e.g. T1 -> T2), in the target's units."""
+    """Translate images to the model's target domain (e.g. T1 -> T2), in the target's units
+    (models trained with data.normalisation: brain: on the in-brain 0..1 scale)."""
     from medisynth.apply.translate import translate as run_translate
 
     result = run_translate(
         model, input_path, out, axis=axis, modality=modality, overwrite=overwrite,
-        batch_size=batch_size, source_scaling=source_scaling,
+        batch_size=batch_size, source_scaling=source_scaling, brain_mask=brain_mask,
     )  # fmt: skip
     _echo_outputs(
         f"translated {len(result.outputs)} file(s) with {result.model_id}:", result.outputs

@@ -76,6 +76,9 @@ __all__ = [
 #: what a path setting says where the path was left out (checkpoints, packages, run configs)
 NOT_RECORDED = "<not recorded>"
 
+#: the data settings that name a file or folder
+PATH_KEYS = ("path", "target_path", "mask_path", "brain_mask_path", "target_brain_mask_path")
+
 
 class RunConfig(StrictModel):
     """One training run. Build it with :meth:`from_dict` or :func:`load_config`."""
@@ -132,7 +135,7 @@ class RunConfig(StrictModel):
 
     def without_paths(self) -> RunConfig:
         """A copy that names no file or folder: every path setting that is set (``data.path``,
-        ``data.target_path``, ``data.mask_path``, a label CSV in ``data.labels``,
+        ``data.target_path``, ``data.mask_path``, the brain masks, a label CSV in ``data.labels``,
         ``train.out_dir``) becomes :data:`NOT_RECORDED`. What the data were is kept by the data
         fingerprint and file count of the model card.
 
@@ -141,7 +144,7 @@ class RunConfig(StrictModel):
         ('<not recorded>', '<not recorded>')
         """
         data = self.data.model_dump()
-        for key in ("path", "target_path", "mask_path"):
+        for key in PATH_KEYS:
             if data[key] is not None:
                 data[key] = NOT_RECORDED
         if data["labels"] not in ("subfolders", "none"):

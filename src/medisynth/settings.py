@@ -101,6 +101,16 @@ class DataConfig(StrictModel):
             target (inverted first, or whichever of the two fits the training pairs better) as
             an extra channel, and it learns a correction of that prior
             (:mod:`medisynth.data.histogram`); ``"none"`` (default): the source alone.
+        normalisation: for ``paired``/``unpaired``: ``"brain"`` puts every scan on its own
+            in-brain scale before training (1st..99th percentile inside the brain -> 0..1, 0
+            outside: :func:`medisynth.data.intensity.normalise_in_brain`), so raw integer MR and
+            scans z-scored elsewhere mix; ``translate`` then normalises each input the same way
+            and writes the output on that 0..1 scale. ``"none"`` (default): one intensity map
+            fitted on all the data.
+        brain_mask_path: with ``normalisation: brain``: brain masks of the ``path`` scans (a
+            file, or a folder pairing by sorted name); paired targets share them. Default:
+            the voxels above 0 (skull-stripped scans).
+        target_brain_mask_path: the same for the ``target_path`` scans of unpaired data.
     """
 
     format: DataFormat = "medmnist"
@@ -119,12 +129,29 @@ class DataConfig(StrictModel):
     patch_size: int | None = Field(default=None, ge=8, le=1024)
     balance_classes: bool = False
     source_prior: Literal["none", "matched", "inverted", "auto"] = "none"
+    normalisation: Literal["none", "brain"] = "none"
+    brain_mask_path: str | None = None
+    target_brain_mask_path: str | None = None
 
     @field_validator("source_prior")
     @classmethod
     def _prior_needs_pairs(cls, value: str, info: ValidationInfo) -> str:
         if value != "none" and info.data.get("format") != "paired":
             raise ValueError("a source prior needs paired data (data.format: paired)")
+        return value
+
+    @field_validator("normalisation")
+    @classmethod
+    def _normalisation_needs_pairs(cls, value: str, info: ValidationInfo) -> str:
+        if value != "none" and info.data.get("format") not in ("paired", "unpaired"):
+            raise ValueError("data.normalisation: brain needs paired or unpaired data")
+        return value
+
+    @field_validator("brain_mask_path", "target_brain_mask_path")
+    @classmethod
+    def _masks_need_normalisation(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("normalisation") != "brain":
+            raise ValueError("brain masks need data.normalisation: brain")
         return value
 
     @field_validator("target_modality")

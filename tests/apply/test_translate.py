@@ -263,3 +263,59 @@ def test_nan_from_the_model_or_in_the_input_is_an_error(
     assert main(["translate", *args]) == 2
     assert "holey.nii.gz: the input holds NaN or infinite values" in capsys.readouterr().err
     assert not (tmp_path / "a.nii.gz").exists() and not (tmp_path / "b.nii.gz").exists()
+
+
+def test_in_brain_normalisation_from_training_to_the_cli_on_a_brats_subject(
+    tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """data.normalisation: brain on a BraTS 2015 subject (z-scored, background not 0, brain
+    mask given): the model records the in-brain map; ``translate --brain-mask`` normalises the
+    input the same way, so a rescaled scan translates identically, and writes 0..1 with 0
+    outside the brain. A mask for a model without the normalisation is exit 2."""
+    subject = shared_data / "brats2015_flair_t1c" / "brats_2013_pat0002_1"
+    if not subject.is_dir():
+        pytest.skip(f"{subject} is absent (BraTS 2015 subjects of the shared data)")
+    t1c, mask = subject / "T1c_subtrMeanDivStd.nii.gz", subject / "brainmask.nii.gz"
+    cfg = RunConfig.from_dict(
+        {
+            "model": TINY,
+            "data": {
+                "format": "paired",
+                "path": str(t1c),
+                "target_path": str(subject / "Flair_subtrMeanDivStd.nii.gz"),
+                "modality": "MR",
+                "image_size": 32,
+                "normalisation": "brain",
+                "brain_mask_path": str(mask),
+            },
+        }
+    )
+    dataset, info = load_training_data(cfg.data)
+    assert info.intensity_map.kind == info.source_intensity_map.kind == "brain"
+    assert float(dataset[0]["source"].min()) == -1.0  # the background is 0 -> -1
+    torch.manual_seed(0)
+    family = get_family("pix2pix").build(cfg.model, info, training=False)
+    model = save_package(tmp_path / "model", family, cfg)
+    recorded = "".join(p.read_text() for p in (tmp_path / "model").glob("*.*[dl]"))
+    assert "normalisation: brain" in recorded and str(subject) not in recorded
+
+    scan = nib.load(t1c)
+    rescaled = tmp_path / "rescaled.nii.gz"  # the same scan, other units and background
+    nib.save(nib.Nifti1Image(scan.get_fdata() * 300 + 900, scan.affine, scan.header), rescaled)
+    outputs = []
+    for name, source in (("a", t1c), ("b", rescaled)):
+        out = tmp_path / f"{name}.nii.gz"
+        args = ["translate", str(model), str(source), "-o", str(out), "--brain-mask", str(mask)]
+        assert main(args) == 0, capsys.readouterr().err
+        outputs.append(np.asarray(nib.load(out).dataobj))
+    brain = np.asarray(nib.load(mask).dataobj) > 0
+    assert np.allclose(outputs[0], outputs[1], atol=1e-3)
+    assert outputs[0][~brain].max() == 0.0 and 0.0 <= outputs[0].min() <= outputs[0].max() <= 1.0
+    assert outputs[0][brain].std() > 0
+
+    plain = make_package(tmp_path / "plain", source_map=IntensityMap.percentile([np.ones(3)]))
+    args = ["translate", str(plain), str(t1c), "-o", str(tmp_path / "c.nii.gz")]
+    assert main([*args, "--brain-mask", str(mask)]) == 2
+    assert "trained with data.normalisation: brain" in capsys.readouterr().err
+    with pytest.raises(MedisynthError, match="brain masks need data.normalisation: brain"):
+        RunConfig.from_dict({"data": {"format": "paired", "brain_mask_path": str(mask)}})

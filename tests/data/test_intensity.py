@@ -84,3 +84,31 @@ def test_the_foreground_keeps_the_darkest_tissue() -> None:
     raw[0, 1:5, 1:5] = np.linspace(10, 100, 16).reshape(4, 4)  # its darkest tissue: 10
     assert foreground_mask(raw).sum() == 16
     assert foreground_mask(raw, level=50.0).sum() == 9  # 52, 58, ..., 100
+
+
+def test_in_brain_normalisation_puts_raw_and_z_scored_scans_on_one_scale() -> None:
+    """The same brain stored as raw int16 (0 outside) and z-scored inside the brain with a
+    constant background: with the mask, both map to one 0..1 scale, 0 outside the brain, and
+    1% of the brain at each end (the percentiles map to 0 and 1)."""
+    from medisynth.data.intensity import BRAIN_PERCENTILES, brain_region, normalise_in_brain
+
+    rng = np.random.default_rng(0)
+    brain = np.zeros((20, 20, 10), bool)
+    brain[3:17, 4:16, 2:8] = True
+    raw = np.where(brain, rng.gamma(4.0, 200.0, brain.shape), 0).astype(np.int16)[None]
+    values = raw[0][brain].astype(np.float64)
+    zscored = np.full(raw.shape, -2.7, np.float32)
+    zscored[0][brain] = (values - values.mean()) / values.std()
+    a = normalise_in_brain(raw)
+    b = normalise_in_brain(zscored, brain)
+    assert np.allclose(a, b, atol=1e-5)
+    assert a[0][~brain].max() == 0.0
+    low, high = np.percentile(values, BRAIN_PERCENTILES)
+    expected = np.clip((values - low) / (high - low), 0, 1)
+    assert np.allclose(a[0][brain], expected, atol=1e-6)
+    assert 0.009 < np.mean(a[0][brain] == 0.0) < 0.02 and np.mean(a[0][brain] == 1.0) > 0.009
+    assert np.array_equal(brain_region(raw), brain)
+    with pytest.raises(ConfigError, match="not on the scan's grid"):
+        normalise_in_brain(raw, brain[:-1])
+    with pytest.raises(ConfigError, match="no brain voxel"):
+        normalise_in_brain(np.zeros((1, 4, 4)))

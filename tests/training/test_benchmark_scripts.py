@@ -200,3 +200,29 @@ def test_demo_pixel_prdc_scores_perturbed_real_slices(capsys: pytest.CaptureFixt
     assert {"midpoints", "blur 1.0", "noise 0.05", "shift 1"} <= set(results)
     # the slice manifold itself is inside the real balls; a moved copy is not
     assert results["midpoints"]["precision"] > results["shift 2"]["precision"]
+
+
+def test_translation_folds_leave_the_test_and_selection_subjects_out() -> None:
+    bench = load("brain_translation")
+    for task in bench.TASKS:
+        folds = bench.folds(task)
+        tests = [test for test, _, _ in folds]
+        assert len(set(tests)) == len(tests) >= (3 if task == "t1-t2" else 4)
+        for test, select, train in folds:
+            assert test not in train and select not in train and test != select
+            assert len(train) == (2 if task == "t1-t2" else 6)
+            assert (select is None) == (task == "t1-t2")
+
+
+def test_translation_scores_are_perfect_for_the_target_itself(shared_data: Path) -> None:
+    bench = load("brain_translation")
+    if not bench.contrast_path("pat0003", "flair").exists():
+        pytest.skip("the BraTS 2015 subjects of the shared data are absent")
+    target = bench.normalised("pat0003", "t1c-flair", "target")
+    perfect = bench.score(target, "pat0003", "t1c-flair")
+    assert perfect["ssim"] == pytest.approx(1.0) and perfect["mae"] == 0.0
+    assert perfect["tumour_ssim"] == pytest.approx(1.0) and perfect["slices"] > 50
+    identity = bench.score(
+        bench.normalised("pat0003", "t1c-flair", "source"), "pat0003", "t1c-flair"
+    )
+    assert identity["ssim"] < 0.6 and identity["mae"] > 0.05

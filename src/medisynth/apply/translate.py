@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,13 +28,19 @@ from medisynth.apply.jobs import (
     apply_to_files,
     check_batch_size,
     check_input,
+    input_jobs,
     per_image,
     scaling_map,
     slice_axis,
 )
 from medisynth.apply.mask2image import synthesise
 from medisynth.data.image import Image
-from medisynth.data.intensity import IntensityMap, foreground_mask
+from medisynth.data.intensity import (
+    IntensityMap,
+    brain_region,
+    foreground_mask,
+    normalise_in_brain,
+)
 from medisynth.data.masks import as_labels
 from medisynth.errors import ConfigError
 from medisynth.export.png import PngStorage, png_storage
@@ -87,17 +94,26 @@ def translate_array(
     axis: int | None = None,
     batch_size: int = 16,
     source_scaling: str = "auto",
+    brain_mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """Translate one ``(C, *spatial)`` image or volume in source units to target units.
 
     A 2D model applied to a volume works slice by slice along ``axis`` (default: the training
     axis, ``data.axis`` of the model's config). ``source_scaling`` picks the input's intensity
-    map (see :func:`input_map`).
+    map (see :func:`input_map`). A model trained with ``data.normalisation: brain`` first puts
+    the input on its in-brain scale (:func:`~medisynth.data.intensity.normalise_in_brain`, with
+    ``brain_mask`` or the voxels above 0) and returns the output on that 0..1 scale, 0 outside
+    the brain.
     """
     check_batch_size(batch_size)
     family = _family(package)
     data = package.data
     array = np.asarray(array, dtype=np.float32)
+    in_brain = data.source_intensity_map is not None and data.source_intensity_map.kind == "brain"
+    if brain_mask is not None and not in_brain:
+        raise ConfigError(
+            "a brain mask is for models trained with data.normalisation: brain; this one was not"
+        )
     if data.mask_labels:  # a mask -> image model: a label map in, at its own size
         if array.ndim != 1 + data.spatial_dims:
             raise ConfigError(f"the model takes {data.spatial_dims}D label maps, got {array.shape}")
@@ -105,6 +121,10 @@ def translate_array(
             raise ConfigError(f"a label map has one channel, got {array.shape[0]} different ones")
         return synthesise(package, as_labels(array[0])[None], batch_size=batch_size)[0]
     check_input(package, array, data.source_channels or data.channels, "translates")
+    region = None
+    if in_brain:
+        region = brain_region(array, brain_mask)
+        array = normalise_in_brain(array, brain_mask)
     source_map = input_map(package, array, source_scaling)
     scaled_array = np.asarray(source_map.forward(array), dtype=np.float32)
     if data.source_prior is not None:  # matched over the whole image or volume, then sliced
@@ -118,8 +138,10 @@ def translate_array(
 
     result = per_image(package, scaled, axis, run)
     package.require_finite(result, "translation")
-    values = np.clip(result.numpy(), -1.0, 1.0)
-    return np.asarray(data.intensity_map.inverse(values), dtype=np.float32)
+    values = np.asarray(data.intensity_map.inverse(np.clip(result.numpy(), -1.0, 1.0)))
+    if region is not None:
+        values = values * region
+    return values.astype(np.float32)
 
 
 def translate(
@@ -132,6 +154,7 @@ def translate(
     overwrite: bool = False,
     batch_size: int = 16,
     source_scaling: str = "auto",
+    brain_mask: str | os.PathLike[str] | None = None,
 ) -> TranslateResult:
     """Translate a file, a DICOM series folder or a folder of images with ``model``.
 
@@ -145,16 +168,27 @@ def translate(
         overwrite: replace existing outputs (never done otherwise).
         batch_size: slices per forward pass.
         source_scaling: ``"auto"``, ``"model"`` or ``"input"`` (see :func:`input_map`).
+        brain_mask: the input's brain mask (one input file), for a model trained with
+            ``data.normalisation: brain``; default: the voxels above 0.
     """
+    from medisynth.data.io import read_image
+
     check_batch_size(batch_size)
     package = open_package(model)
     _family(package)
     data = package.data
     assert data.source_intensity_map is not None  # checked by _family
     target_map = data.intensity_map  # outputs are in the target's units
+    mask = None
+    if brain_mask is not None:
+        if len(input_jobs(Path(input_path), Path(output))) != 1:
+            raise ConfigError("a brain mask goes with one input file, not a folder of them")
+        mask = read_image(Path(brain_mask)).array
 
     def apply(image: Image) -> Image:
-        values = translate_array(package, image.array, axis, batch_size, source_scaling)
+        values = translate_array(
+            package, image.array, axis, batch_size, source_scaling, brain_mask=mask
+        )
         return replace(image, array=values)  # the input's geometry
 
     def png(image: Image) -> PngStorage:

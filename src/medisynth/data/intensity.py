@@ -55,6 +55,9 @@ CT_WINDOWS: dict[str, tuple[float, float]] = {
 #: Default percentiles for MR and other images without absolute units.
 DEFAULT_PERCENTILES: tuple[float, float] = (0.5, 99.5)
 
+#: The in-brain percentiles of :func:`normalise_in_brain` (they map to 0 and 1).
+BRAIN_PERCENTILES: tuple[float, float] = (1.0, 99.0)
+
 _INTEGER_RANGES: dict[str, tuple[float, float]] = {
     "uint8": (0.0, 255.0),
     "uint16": (0.0, 65535.0),
@@ -153,6 +156,20 @@ class IntensityMap:
             kind="percentile",
             modality=modality,
             description=f"{modality} percentiles {lo_p:g}-{hi_p:g} ({low:.6g} .. {high:.6g})",
+        )
+
+    @classmethod
+    def in_brain(cls, modality: str = "MR") -> IntensityMap:
+        """The map of scans already put on the 0..1 scale by :func:`normalise_in_brain`:
+        ``kind == "brain"`` tells ``translate`` to normalise every input scan the same way."""
+        low, high = BRAIN_PERCENTILES
+        return cls(
+            low=0.0,
+            high=1.0,
+            clip=True,
+            kind="brain",
+            modality=modality,
+            description=f"{modality} per scan: in-brain percentiles {low:g}-{high:g} -> 0..1",
         )
 
     @classmethod
@@ -276,3 +293,46 @@ def foreground_mask(image: np.ndarray, level: float | None = None) -> np.ndarray
     """
     floor = background_level(image) if level is None else level
     return np.asarray(np.any(image > floor, axis=0))
+
+
+def brain_region(image: np.ndarray, brain_mask: np.ndarray | None = None) -> np.ndarray:
+    """The ``(*spatial)`` brain of a ``(C, *spatial)`` scan: ``brain_mask > 0`` when a mask is
+    given, else the voxels above 0 in any channel (skull-stripped scans keep 0 outside).
+
+    >>> brain_region(np.array([[[0.0, 3.0], [-1.0, 0.0]]])).tolist()
+    [[False, True], [False, False]]
+    """
+    if brain_mask is None:
+        return np.asarray(np.any(image > 0, axis=0))
+    mask = np.asarray(brain_mask)
+    if mask.ndim == image.ndim:  # a (1, *spatial) mask read as an image
+        mask = mask[0]
+    if mask.shape != image.shape[1:]:
+        raise ConfigError(
+            f"the brain mask {mask.shape} is not on the scan's grid {image.shape[1:]}"
+        )
+    return np.asarray(mask > 0)
+
+
+def normalise_in_brain(image: np.ndarray, brain_mask: np.ndarray | None = None) -> np.ndarray:
+    """One scan on the scale every scan of ``data.normalisation: brain`` shares: each channel's
+    :data:`BRAIN_PERCENTILES` inside the brain (:func:`brain_region`) map to 0 and 1 (clipped),
+    and everything outside the brain is 0. Raw integer scans and scans z-scored inside the
+    brain (whose background is some constant) land on the same scale.
+
+    >>> scan = np.array([[[0.0, 10.0, 20.0], [30.0, 40.0, 0.0]]])
+    >>> normalise_in_brain(scan).astype(float).round(2).tolist()
+    [[[0.0, 0.0, 0.33], [0.67, 1.0, 0.0]]]
+    """
+    region = brain_region(image, brain_mask)
+    if not region.any():
+        raise ConfigError(
+            "in-brain normalisation found no brain voxel (give a brain mask, or a scan that "
+            "is 0 outside the brain)"
+        )
+    out = np.zeros(image.shape, dtype=np.float32)
+    for channel, values in enumerate(np.asarray(image, dtype=np.float32)):
+        low, high = np.percentile(values[region], BRAIN_PERCENTILES)
+        scaled = np.clip((values - low) / max(float(high - low), 1e-6), 0.0, 1.0)
+        out[channel] = np.where(region, scaled, 0.0)
+    return out

@@ -28,6 +28,8 @@ returned :class:`~medisynth.data.info.DataInfo` describes the target (``intensit
 from __future__ import annotations
 
 import logging
+import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +40,7 @@ from medisynth.data.datasets import PairedDataset, UnpairedDataset, volume_slice
 from medisynth.data.histogram import HistogramPrior
 from medisynth.data.image import Image, images_fingerprint
 from medisynth.data.info import DataInfo
-from medisynth.data.intensity import IntensityMap, fit_intensity_map
+from medisynth.data.intensity import IntensityMap, fit_intensity_map, normalise_in_brain
 from medisynth.data.io import read_images
 from medisynth.data.resize import resize_images
 from medisynth.errors import ConfigError
@@ -79,6 +81,22 @@ def _resize(tensor: torch.Tensor, size: int | None) -> torch.Tensor:
     return torch.from_numpy(resize_images(tensor.numpy(), size)).clamp(-1.0, 1.0)
 
 
+def in_brain(images: list[Image], mask_path: str | None, key: str) -> list[Image]:
+    """``images`` put on the in-brain scale (:func:`normalise_in_brain`), with the brain masks
+    at ``mask_path`` (one per image, by sorted name) or, without, the voxels above 0."""
+    if mask_path is None:
+        return [replace(image, array=normalise_in_brain(image.array)) for image in images]
+    masks = read_side(Path(os.path.expandvars(os.path.expanduser(mask_path))))
+    if len(masks) != len(images):
+        raise ConfigError(
+            f"{key} needs one brain mask per scan: {len(masks)} masks for {len(images)} scans"
+        )
+    return [
+        replace(image, array=normalise_in_brain(image.array, mask.array))
+        for image, mask in zip(images, masks, strict=True)
+    ]
+
+
 def load_pair_data(config: DataConfig) -> tuple[Dataset[dict[str, torch.Tensor]], DataInfo]:
     """Read ``config.path`` / ``config.target_path`` into a paired or unpaired dataset."""
     if config.format not in ("paired", "unpaired"):
@@ -94,8 +112,18 @@ def load_pair_data(config: DataConfig) -> tuple[Dataset[dict[str, torch.Tensor]]
     if len(dims) > 1:
         raise ConfigError("source and target images mix 2D images and 3D volumes")
     slicing = dims == {3} and config.volumes == "slices"  # volumes cut into 2D slices
-    source_map: IntensityMap
-    target_map: IntensityMap
+    source_map: IntensityMap | None = None
+    target_map: IntensityMap | None = None
+    if config.target_brain_mask_path and config.format == "paired":
+        raise ConfigError("paired targets share data.brain_mask_path; drop target_brain_mask_path")
+    if config.normalisation == "brain":
+        sources = in_brain(sources, config.brain_mask_path, "data.brain_mask_path")
+        target_masks = config.brain_mask_path
+        if config.format == "unpaired":
+            target_masks = config.target_brain_mask_path
+        targets = in_brain(targets, target_masks, "data.target_brain_mask_path")
+        source_map = IntensityMap.in_brain(sources[0].modality or "MR")
+        target_map = IntensityMap.in_brain(targets[0].modality or "MR")
     dataset: Dataset[dict[str, torch.Tensor]]
     prior: HistogramPrior | None = None
     if config.format == "paired":
@@ -109,6 +137,8 @@ def load_pair_data(config: DataConfig) -> tuple[Dataset[dict[str, torch.Tensor]]
             targets,
             config.axis if slicing else None,
             config.min_foreground,
+            source_map=source_map,
+            target_map=target_map,
             prior=config.source_prior,
         )
         source_map, target_map, prior = paired.source_map, paired.target_map, paired.prior
@@ -122,10 +152,10 @@ def load_pair_data(config: DataConfig) -> tuple[Dataset[dict[str, torch.Tensor]]
         axis = config.axis if slicing else None
         src_arr = _slices(sources, axis, config.min_foreground)
         tgt_arr = _slices(targets, axis, config.min_foreground)
-        source_map = fit_intensity_map(
+        source_map = source_map or fit_intensity_map(
             [img.array for img in sources], sources[0].modality, sources[0].source_dtype
         )
-        target_map = fit_intensity_map(
+        target_map = target_map or fit_intensity_map(
             [img.array for img in targets], targets[0].modality, targets[0].source_dtype
         )
         src_t = _resize(torch.from_numpy(source_map.forward(src_arr)), config.image_size)
