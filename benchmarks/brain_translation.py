@@ -427,7 +427,8 @@ def segment(task: str, args: argparse.Namespace) -> None:
     if TASKS[task][1] != "flair":
         raise SystemExit("--segment needs a task whose target is FLAIR (t1c-flair)")
     torch.set_num_threads(args.threads)
-    for test, select, _ in folds(task):
+    indices = args.fold if args.fold is not None else range(len(folds(task)))
+    for test, select, _ in [folds(task)[i] for i in indices]:
         folder = args.out / task / test
         if not (folder / "results.json").exists():
             continue

@@ -194,3 +194,40 @@ def test_the_mixed_shape_error_names_an_action_the_command_line_offers(
     assert "skip_bad" not in err  # a Python argument the command line does not have
     assert f"medisynth info {images}" in err and "move the 1 differing" in err
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_unpaired_in_brain_data_take_their_own_masks_one_per_scan(tmp_path: Path) -> None:
+    """Unpaired targets use data.target_brain_mask_path; a background that is not 0 is only
+    left out with the mask; a missing mask is a clear error."""
+    from medisynth.export.nifti import write_nifti
+
+    rng = np.random.default_rng(0)
+    brain = np.zeros((12, 12, 4), bool)
+    brain[2:10, 3:9] = True
+    for side, background in (("source", 0.0), ("target", -3.0)):
+        (tmp_path / side).mkdir()
+        (tmp_path / f"{side}_mask").mkdir()
+        for name in ("a", "b"):
+            scan = np.where(brain, rng.gamma(3.0, 100.0, brain.shape), background)
+            write_nifti(tmp_path / side / f"{name}.nii.gz", scan[None].astype(np.float32))
+            write_nifti(
+                tmp_path / f"{side}_mask" / f"{name}.nii.gz", brain[None].astype(np.float32)
+            )
+    config = DataConfig(
+        format="unpaired",
+        path=str(tmp_path / "source"),
+        target_path=str(tmp_path / "target"),
+        axis=2,
+        normalisation="brain",
+        target_brain_mask_path=str(tmp_path / "target_mask"),
+    )
+    dataset, info = load_training_data(config)
+    assert info.intensity_map.kind == info.source_intensity_map.kind == "brain"
+    targets = dataset.targets  # in [-1, 1]: the background is 0 -> -1, the brain spans it
+    assert float(targets.min()) == -1.0 and float(targets.max()) == 1.0
+    assert float((targets > -1).float().mean()) == pytest.approx(brain.mean(), abs=0.02)
+    (tmp_path / "target_mask" / "b.nii.gz").unlink()
+    with pytest.raises(ConfigError, match="needs one brain mask per scan: 1 masks for 2 scans"):
+        load_training_data(config)
+    with pytest.raises(ConfigError, match="paired targets share data.brain_mask_path"):
+        load_training_data(config.model_copy(update={"format": "paired"}))

@@ -118,10 +118,12 @@ def load_pair_data(config: DataConfig) -> tuple[Dataset[dict[str, torch.Tensor]]
         raise ConfigError("paired targets share data.brain_mask_path; drop target_brain_mask_path")
     if config.normalisation == "brain":
         sources = in_brain(sources, config.brain_mask_path, "data.brain_mask_path")
-        target_masks = config.brain_mask_path
         if config.format == "unpaired":
-            target_masks = config.target_brain_mask_path
-        targets = in_brain(targets, target_masks, "data.target_brain_mask_path")
+            targets = in_brain(
+                targets, config.target_brain_mask_path, "data.target_brain_mask_path"
+            )
+        else:
+            targets = in_brain(targets, config.brain_mask_path, "data.brain_mask_path")
         source_map = IntensityMap.in_brain(sources[0].modality or "MR")
         target_map = IntensityMap.in_brain(targets[0].modality or "MR")
     dataset: Dataset[dict[str, torch.Tensor]]
