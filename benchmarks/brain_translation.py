@@ -33,8 +33,8 @@ the test patient's real FLAIR and to each FLAIR translated from its T1c.
 
     python benchmarks/brain_translation.py --task t1c-flair --fold 0 --family pix2pix --minutes 6
     python benchmarks/brain_translation.py --task t1c-flair --fold 0 --baselines-only   # seconds
-    python benchmarks/brain_translation.py --task t1c-flair --segment --epochs 8   # after runs
-    python benchmarks/brain_translation.py --mask2image --fold 0 --minutes 6 --epochs 8
+    python benchmarks/brain_translation.py --task t1c-flair --segment   # after runs
+    python benchmarks/brain_translation.py --mask2image --fold 0 --minutes 4
     python benchmarks/brain_translation.py --task t1c-flair --report    # the tables of all runs
     python benchmarks/brain_translation.py --task t1c-flair --figure pat0002 t1c_flair.png
 """
@@ -419,10 +419,10 @@ def run_fold(task: str, index: int, args: argparse.Namespace) -> dict[str, Any]:
 
 def segment(task: str, args: argparse.Namespace) -> None:
     """Whole-tumour Dice of a U-Net trained on real FLAIR, on the test patients' real and
-    translated FLAIR (the predictions saved by the runs of ``task``)."""
+    translated FLAIR (the predictions saved by the runs of ``task``), 128 x 128 slices."""
     import torch
 
-    from medisynth.metrics.utility import SegmenterSettings, predict_masks, train_segmenter
+    from medisynth.metrics.utility import predict_masks
 
     if TASKS[task][1] != "flair":
         raise SystemExit("--segment needs a task whose target is FLAIR (t1c-flair)")
@@ -434,42 +434,46 @@ def segment(task: str, args: argparse.Namespace) -> None:
             continue
         results = json.loads((folder / "results.json").read_text())
         train = [s for s in BRATS15 if s not in (test, select)]
-        images, masks = [], []
-        for subject in train:
-            flair, lesion = normalised(subject, task, "target"), tumour(subject)
-            assert lesion is not None
-            for z in counted_slices(brain(subject)):
-                images.append(flair[..., z])
-                masks.append(lesion[..., z])
-        x = _crop(np.stack(images)[:, None]) * 2 - 1
-        y = _crop(np.stack(masks)[:, None].astype(np.float32))
-        settings = SegmenterSettings(channels=(16, 32, 64, 128), strides=(2, 2, 2))
+        x, y = real_pairs(train, task)
         started = time.perf_counter()
-        model = train_segmenter(x, y, epochs=args.epochs, seed=args.seed, settings=settings)
+        model = _segmenter(x, y > 1, args)
         minutes = (time.perf_counter() - started) / 60
         slices = counted_slices(brain(test))
-        lesion = tumour(test)
-        assert lesion is not None
-        truth = _crop(lesion[..., slices].transpose(2, 0, 1)[:, None])
+        truth = _test_truth(test, slices)
         inputs = {"real FLAIR": normalised(test, task, "target")}
         for name in results["methods"]:
             inputs[name] = np.load(folder / f"{name.replace(' ', '_')}.npy").astype(np.float32)
         dice = {}
         for name, flair in inputs.items():
-            x_test = _crop((flair * brain(test))[..., slices].transpose(2, 0, 1)[:, None]) * 2 - 1
-            pred = predict_masks(model, x_test) & (
-                _crop(brain(test)[..., slices].transpose(2, 0, 1)[:, None])
-            )
-            dice[name] = float(2 * (pred & truth).sum() / max(pred.sum() + truth.sum(), 1))
+            x_test = _slices_128(np.clip(flair, 0, 1) * brain(test), slices, 1)[:, None]
+            dice[name] = _dice(predict_masks(model, x_test * 2 - 1), truth)
         results["segmentation"] = {
             "dice": dice,
             "trained_on": train,
             "slices": len(x),
-            "epochs": args.epochs,
+            "steps": args.seg_steps,
             "minutes": round(minutes, 2),
+            "load_average": [round(v, 2) for v in os.getloadavg()],
         }
         print(f"{test}: " + ", ".join(f"{k} {v:.3f}" for k, v in dice.items()), flush=True)
         (folder / "results.json").write_text(json.dumps(results, indent=2))
+
+
+def real_pairs(subjects: list[str], task: str) -> tuple[np.ndarray, np.ndarray]:
+    """The subjects' real FLAIR ``(N, 1, 128, 128)`` in [0, 1] and label maps (see
+    :func:`label_map`) ``(N, 1, 128, 128)`` over their counted slices."""
+    images, labels = [], []
+    for subject in subjects:
+        slices = counted_slices(brain(subject))
+        images.append(_slices_128(normalised(subject, task, "target"), slices, 1))
+        labels.append(_slices_128(label_map(subject), slices, 0))
+    return np.concatenate(images)[:, None], np.concatenate(labels)[:, None]
+
+
+def _test_truth(test: str, slices: list[int]) -> np.ndarray:
+    lesion = tumour(test)
+    assert lesion is not None
+    return _slices_128(lesion.astype(np.uint8), slices, 0)[:, None] > 0
 
 
 def label_map(subject: str) -> np.ndarray:
@@ -494,12 +498,13 @@ def mask_to_image(args: argparse.Namespace) -> None:
     """Tumour label map + brain -> FLAIR (pix2pix, ``data.format: image_mask``) trained on each
     T1c -> FLAIR fold's training BraTS 2015 patients; a U-Net trained on their real pairs, on
     synthetic pairs (the same label maps mirrored left-right, images from the model) and on
-    both, scored by whole-tumour Dice on the test patient (128 x 128 slices)."""
+    both, each for ``--seg-steps`` batches, scored by whole-tumour Dice on the test patient
+    (128 x 128 slices)."""
     import torch
 
     from medisynth.apply.mask2image import synthesise
     from medisynth.config import RunConfig
-    from medisynth.metrics.utility import SegmenterSettings, predict_masks, train_segmenter
+    from medisynth.metrics.utility import predict_masks
     from medisynth.package import load_package
     from medisynth.training.engine import Trainer
 
@@ -510,13 +515,8 @@ def mask_to_image(args: argparse.Namespace) -> None:
         test, select, _ = folds(task)[index]
         train = [s for s in BRATS15 if s not in (test, select)]
         folder = args.out / "mask2image" / test
-        images, labels = [], []
-        for subject in train:
-            slices = counted_slices(brain(subject))
-            images.append(_slices_128(normalised(subject, task, "target"), slices, 1))
-            labels.append(_slices_128(label_map(subject), slices, 0))
-        real_x, real_labels = np.concatenate(images)[:, None], np.concatenate(labels)
-        for name, array in (("images", real_x), ("masks", real_labels[:, None])):
+        real_x, real_labels = real_pairs(train, task)
+        for name, array in (("images", real_x), ("masks", real_labels)):
             (folder / "data" / name).mkdir(parents=True, exist_ok=True)
             for i, item in enumerate(array):
                 np.save(folder / "data" / name / f"{i:05d}.npy", item.astype(np.float32))
@@ -544,18 +544,21 @@ def mask_to_image(args: argparse.Namespace) -> None:
             },
             args.overrides,
         )
-        result = Trainer(config).fit(overwrite=True)
+        summary = folder / "run" / "train_summary.json"
+        if args.reuse and summary.exists():  # the model of an earlier run
+            steps = json.loads(summary.read_text())["steps"]
+        else:
+            steps = Trainer(config).fit(overwrite=True).steps
         package = load_package(folder / "run" / "model")
+        real_labels = real_labels[:, 0]
         mirrored = real_labels[:, :, ::-1].copy()
         generator = torch.Generator().manual_seed(args.seed)
         synthetic_x = synthesise(package, mirrored, generator=generator)
         synthetic_x = np.clip(synthetic_x, 0.0, 1.0) * (mirrored > 0)[:, None]
         real_y, synthetic_y = (real_labels > 1)[:, None], (mirrored > 1)[:, None]
         slices = counted_slices(brain(test))
-        lesion = tumour(test)
-        assert lesion is not None
         test_x = _slices_128(normalised(test, task, "target"), slices, 1)[:, None]
-        test_y = _slices_128(lesion.astype(np.uint8), slices, 0)[:, None] > 0
+        test_y = _test_truth(test, slices)
         conditions = {
             "real": (real_x, real_y),
             "synthetic": (synthetic_x, synthetic_y),
@@ -564,27 +567,37 @@ def mask_to_image(args: argparse.Namespace) -> None:
                 np.concatenate([real_y, synthetic_y]),
             ),
         }
-        settings = SegmenterSettings(channels=(16, 32, 64, 128), strides=(2, 2, 2))
         dice = {}
-        for name, (x, y) in conditions.items():
-            # the same number of optimisation steps for every condition
-            epochs = max(1, round(args.epochs * len(real_x) / len(x)))
-            model = train_segmenter(
-                x * 2 - 1, y.astype(np.float32), epochs=epochs, seed=args.seed, settings=settings
-            )
-            pred = predict_masks(model, test_x * 2 - 1)
-            dice[name] = float(2 * (pred & test_y).sum() / max(pred.sum() + test_y.sum(), 1))
+        for name, (x, y) in conditions.items():  # the same number of steps for each
+            dice[name] = _dice(predict_masks(_segmenter(x, y, args), test_x * 2 - 1), test_y)
         record = {
             "test": test,
             "trained_on": train,
-            "steps": result.steps,
+            "steps": steps,
             "minutes": args.minutes,
+            "segmenter_steps": args.seg_steps,
             "real_slices": len(real_x),
             "dice": dice,
             "load_average": [round(v, 2) for v in os.getloadavg()],
         }
         (folder / "results.json").write_text(json.dumps(record, indent=2))
         print(f"mask -> FLAIR, {test}: " + ", ".join(f"{k} {v:.3f}" for k, v in dice.items()))
+
+
+def _segmenter(x: np.ndarray, y: np.ndarray, args: argparse.Namespace) -> Any:
+    """A U-Net trained for ``args.seg_steps`` batches of 8 on images in [0, 1] and masks
+    (fewer steps left some folds' U-Nets at the all-background start: Dice 0)."""
+    from medisynth.metrics.utility import SegmenterSettings, train_segmenter
+
+    settings = SegmenterSettings(channels=(16, 32, 64, 128), strides=(2, 2, 2))
+    epochs = max(1, -(-args.seg_steps * settings.batch_size // len(x)))
+    return train_segmenter(
+        x * 2 - 1, y.astype(np.float32), epochs=epochs, seed=args.seed, settings=settings
+    )
+
+
+def _dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    return float(2 * (pred & truth).sum() / max(pred.sum() + truth.sum(), 1))
 
 
 def _crop(stack: np.ndarray) -> np.ndarray:
@@ -633,7 +646,7 @@ def report(task: str, args: argparse.Namespace) -> None:
             values = [d[name] for d in dice.values() if name in d]
             print(
                 f"| {name} | "
-                + " | ".join(f"{d.get(name, float('nan')):.3f}" for d in dice.values())
+                + " | ".join(f"{d[name]:.3f}" if name in d else "" for d in dice.values())
                 + f" | {np.mean(values):.3f} | {np.mean(values) / real:.2f} |"
             )
 
@@ -688,7 +701,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=128, help="training slice size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (--segment)")
-    parser.add_argument("--epochs", type=int, default=8, help="U-Net epochs (--segment)")
+    parser.add_argument(
+        "--seg-steps", type=int, default=800, help="U-Net batches (--segment, --mask2image)"
+    )
+    parser.add_argument(
+        "--reuse", action="store_true", help="--mask2image: keep the GANs already trained"
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/brain_translation"))
     parser.add_argument("--work", type=Path, default=Path("runs/brain_translation/work"))
     parser.add_argument("--tag", default="", help="suffix of the method names (variants)")
