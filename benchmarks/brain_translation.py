@@ -676,13 +676,15 @@ def figure(task: str, args: argparse.Namespace, test: str, path: Path) -> Path:
         pred = np.load(folder / f"{name.replace(' ', '_')}.npy").astype(np.float32)
         panels.append((f"{name}\nSSIM {methods[name]['ssim']:.3f}", pred))
     panels.append((f"{target} (real)", normalised(test, task, "target")))
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.3))
+    rows, cols = np.nonzero(brain(test)[..., z])
+    box = np.s_[max(rows.min() - 4, 0) : rows.max() + 5, max(cols.min() - 4, 0) : cols.max() + 5]
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 3.0))
     for ax, (title, volume) in zip(axes, panels, strict=True):
-        ax.imshow(np.rot90(volume[..., z]), cmap="gray", vmin=0, vmax=1)
+        ax.imshow(np.rot90(volume[..., z][box]), cmap="gray", vmin=0, vmax=1)
         ax.set_title(title, fontsize=8)
         ax.axis("off")
     if lesion is not None:
-        axes[-1].contour(np.rot90(lesion[..., z]), levels=[0.5], colors="r", linewidths=0.6)
+        axes[-1].contour(np.rot90(lesion[..., z][box]), levels=[0.5], colors="r", linewidths=0.6)
     fig.suptitle(f"{source} -> {target}, test subject {test}, axial slice {z}", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.92))
     path.parent.mkdir(parents=True, exist_ok=True)
