@@ -81,7 +81,7 @@ def _resize(tensor: torch.Tensor, size: int | None) -> torch.Tensor:
     return torch.from_numpy(resize_images(tensor.numpy(), size)).clamp(-1.0, 1.0)
 
 
-def in_brain(images: list[Image], mask_path: str | None, key: str) -> list[Image]:
+def _in_brain(images: list[Image], mask_path: str | None, key: str) -> list[Image]:
     """``images`` put on the in-brain scale (:func:`normalise_in_brain`), with the brain masks
     at ``mask_path`` (one per image, by sorted name) or, without, the voxels above 0."""
     if mask_path is None:
@@ -95,6 +95,21 @@ def in_brain(images: list[Image], mask_path: str | None, key: str) -> list[Image
         replace(image, array=normalise_in_brain(image.array, mask.array))
         for image, mask in zip(images, masks, strict=True)
     ]
+
+
+def in_brain_pairs(
+    config: DataConfig, sources: list[Image], targets: list[Image]
+) -> tuple[list[Image], list[Image]]:
+    """Sources and targets on the in-brain scale (``data.normalisation: brain``): paired
+    targets share the sources' masks, unpaired ones take ``data.target_brain_mask_path``."""
+    if config.target_brain_mask_path and config.format == "paired":
+        raise ConfigError("paired targets share data.brain_mask_path; drop target_brain_mask_path")
+    sources = _in_brain(sources, config.brain_mask_path, "data.brain_mask_path")
+    if config.format == "unpaired":
+        key, masks = "data.target_brain_mask_path", config.target_brain_mask_path
+    else:
+        key, masks = "data.brain_mask_path", config.brain_mask_path
+    return sources, _in_brain(targets, masks, key)
 
 
 def load_pair_data(config: DataConfig) -> tuple[Dataset[dict[str, torch.Tensor]], DataInfo]:
@@ -114,16 +129,8 @@ def load_pair_data(config: DataConfig) -> tuple[Dataset[dict[str, torch.Tensor]]
     slicing = dims == {3} and config.volumes == "slices"  # volumes cut into 2D slices
     source_map: IntensityMap | None = None
     target_map: IntensityMap | None = None
-    if config.target_brain_mask_path and config.format == "paired":
-        raise ConfigError("paired targets share data.brain_mask_path; drop target_brain_mask_path")
     if config.normalisation == "brain":
-        sources = in_brain(sources, config.brain_mask_path, "data.brain_mask_path")
-        if config.format == "unpaired":
-            targets = in_brain(
-                targets, config.target_brain_mask_path, "data.target_brain_mask_path"
-            )
-        else:
-            targets = in_brain(targets, config.brain_mask_path, "data.brain_mask_path")
+        sources, targets = in_brain_pairs(config, sources, targets)
         source_map = IntensityMap.in_brain(sources[0].modality or "MR")
         target_map = IntensityMap.in_brain(targets[0].modality or "MR")
     dataset: Dataset[dict[str, torch.Tensor]]
