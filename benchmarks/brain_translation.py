@@ -73,6 +73,11 @@ def contrast_path(subject: str, contrast: str) -> Path:
     return DATA / "brats2015_flair_t1c" / f"brats_2013_{subject}_1" / f"{file}.nii.gz"
 
 
+def brain_mask_path(subject: str) -> Path:
+    """A BraTS 2015 patient's brain mask."""
+    return contrast_path(subject, "t1c").parent / "brainmask.nii.gz"
+
+
 def labels_path(subject: str) -> Path | None:
     """Tumour labels: manual (BraTS 2015), fused algorithm labels (TCGA-DU-7294), or none."""
     if subject in BRATS15:
@@ -109,8 +114,7 @@ def brain(subject: str) -> np.ndarray:
     import nibabel as nib
 
     if subject in BRATS15:
-        path = contrast_path(subject, "t1c").parent / "brainmask.nii.gz"
-        mask = np.asarray(nib.load(path).dataobj) > 0
+        mask = np.asarray(nib.load(brain_mask_path(subject)).dataobj) > 0
     else:
         mask = np.any([raw(subject, c) > 0 for c in ("t1", "t1c", "t2", "flair")], axis=0)
     mask.flags.writeable = False
@@ -179,6 +183,17 @@ def normalised(subject: str, task: str, side: str) -> np.ndarray:
     out = normalise_in_brain((source if side == "source" else target)[None], brain(subject))[0]
     out.flags.writeable = False
     return out
+
+
+def prediction_file(folder: Path, method: str) -> Path:
+    """Where a fold's prediction by ``method`` is saved (float16, on the in-brain scale)."""
+    return folder / f"{method.replace(' ', '_')}.npy"
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    from medisynth.files import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=2))
 
 
 def counted_slices(mask: np.ndarray) -> list[int]:
@@ -266,7 +281,7 @@ def training_folders(task: str, subjects: list[str], work: Path) -> dict[str, Pa
             name = f"{subject}_z{shift:+d}.nii.gz"
             files["target"] = write_volume(work / task / "moved" / name, target, like)
         if subject in BRATS15:
-            files["mask"] = like.parent / "brainmask.nii.gz"
+            files["mask"] = brain_mask_path(subject)
         else:
             mask = brain(subject).astype(np.float32)
             files["mask"] = write_volume(work / task / "masks" / f"{subject}.nii.gz", mask, like)
@@ -410,10 +425,8 @@ def run_fold(task: str, index: int, args: argparse.Namespace) -> dict[str, Any]:
             infos[f"{family}{args.tag}"] = info
     for name, pred in predictions.items():
         methods[name] = {**score(pred, test, task), **infos.get(name, {})}
-        np.save(folder / f"{name.replace(' ', '_')}.npy", pred.astype(np.float16))
-    tmp = results_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=2))
-    os.replace(tmp, results_path)
+        np.save(prediction_file(folder, name), pred.astype(np.float16))
+    write_json(results_path, results)
     return results
 
 
@@ -442,7 +455,7 @@ def segment(task: str, args: argparse.Namespace) -> None:
         truth = _test_truth(test, slices)
         inputs = {"real FLAIR": normalised(test, task, "target")}
         for name in results["methods"]:
-            inputs[name] = np.load(folder / f"{name.replace(' ', '_')}.npy").astype(np.float32)
+            inputs[name] = np.load(prediction_file(folder, name)).astype(np.float32)
         dice = {}
         for name, flair in inputs.items():
             x_test = _slices_128(np.clip(flair, 0, 1) * brain(test), slices, 1)[:, None]
@@ -456,7 +469,7 @@ def segment(task: str, args: argparse.Namespace) -> None:
             "load_average": [round(v, 2) for v in os.getloadavg()],
         }
         print(f"{test}: " + ", ".join(f"{k} {v:.3f}" for k, v in dice.items()), flush=True)
-        (folder / "results.json").write_text(json.dumps(results, indent=2))
+        write_json(folder / "results.json", results)
 
 
 def real_pairs(subjects: list[str], task: str) -> tuple[np.ndarray, np.ndarray]:
@@ -580,7 +593,7 @@ def mask_to_image(args: argparse.Namespace) -> None:
             "dice": dice,
             "load_average": [round(v, 2) for v in os.getloadavg()],
         }
-        (folder / "results.json").write_text(json.dumps(record, indent=2))
+        write_json(folder / "results.json", record)
         print(f"mask -> FLAIR, {test}: " + ", ".join(f"{k} {v:.3f}" for k, v in dice.items()))
 
 
@@ -597,7 +610,10 @@ def _segmenter(x: np.ndarray, y: np.ndarray, args: argparse.Namespace) -> Any:
 
 
 def _dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    return float(2 * (pred & truth).sum() / max(pred.sum() + truth.sum(), 1))
+    """Dice over all the slices together (one volume)."""
+    from medisynth.metrics.utility import dice
+
+    return float(dice(pred[None], truth[None])[0])
 
 
 def _crop(stack: np.ndarray) -> np.ndarray:
@@ -673,7 +689,7 @@ def figure(task: str, args: argparse.Namespace, test: str, path: Path) -> Path:
     source, target = TASKS[task]
     panels = [(f"{source} (input)", normalised(test, task, "source"))]
     for name in [baseline, *learned]:
-        pred = np.load(folder / f"{name.replace(' ', '_')}.npy").astype(np.float32)
+        pred = np.load(prediction_file(folder, name)).astype(np.float32)
         panels.append((f"{name}\nSSIM {methods[name]['ssim']:.3f}", pred))
     panels.append((f"{target} (real)", normalised(test, task, "target")))
     rows, cols = np.nonzero(brain(test)[..., z])

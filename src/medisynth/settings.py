@@ -55,6 +55,15 @@ PAIR_FORMATS = frozenset({"paired", "unpaired"})
 MASK_FORMATS = frozenset({"image_mask"})
 
 
+def expand_path(path: str) -> Path:
+    """A path setting with ``~`` and ``$VARS`` expanded.
+
+    >>> expand_path("~/scans").is_absolute()
+    True
+    """
+    return Path(os.path.expandvars(os.path.expanduser(path)))
+
+
 class DataConfig(StrictModel):
     """Where the training images come from.
 
@@ -165,13 +174,13 @@ class DataConfig(StrictModel):
         """``path`` with ``~`` and ``$VARS`` expanded; a ConfigError when it is missing."""
         if not self.path:
             raise ConfigError(f"data.path is required for data.format={self.format!r}")
-        return Path(os.path.expandvars(os.path.expanduser(self.path)))
+        return expand_path(self.path)
 
     def resolved_target_path(self) -> Path:
         """``target_path`` expanded; a ConfigError when it is missing."""
         if not self.target_path:
             raise ConfigError(f"data.target_path is required for data.format={self.format!r}")
-        return Path(os.path.expandvars(os.path.expanduser(self.target_path)))
+        return expand_path(self.target_path)
 
 
 class TrainConfig(StrictModel):

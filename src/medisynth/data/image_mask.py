@@ -13,7 +13,7 @@ The :class:`~medisynth.data.info.DataInfo` records ``mask_labels = K`` and a pas
 source map: the model package knows it takes label maps (:mod:`medisynth.apply.mask2image`).
 
 >>> import numpy as np, tempfile, pathlib
->>> from medisynth.settings import DataConfig
+>>> from medisynth.settings import DataConfig, expand_path
 >>> folder = pathlib.Path(tempfile.mkdtemp())
 >>> np.save(folder / "image.npy", np.random.default_rng(0).random((1, 16, 16), np.float32))
 >>> np.save(folder / "mask.npy", (np.arange(256).reshape(1, 16, 16) % 3).astype(np.float32))
@@ -27,7 +27,6 @@ source map: the model package knows it takes label maps (:mod:`medisynth.apply.m
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +40,7 @@ from medisynth.data.io import read_images
 from medisynth.data.masks import as_labels, check_mask_grid, mask_plane
 from medisynth.data.resize import resize_images
 from medisynth.errors import ConfigError
-from medisynth.settings import DataConfig
+from medisynth.settings import DataConfig, expand_path
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +61,7 @@ def load_image_mask_data(config: DataConfig) -> tuple[ImageMaskPairs, DataInfo]:
     if not config.mask_path:
         raise ConfigError("data.mask_path is required for data.format='image_mask'")
     images = read_files(config.resolved_path(), config.modality)
-    mask_path = Path(os.path.expandvars(os.path.expanduser(config.mask_path)))
+    mask_path = expand_path(config.mask_path)
     masks = read_files(mask_path)
     if len(images) != len(masks):
         raise ConfigError(

@@ -303,7 +303,7 @@ def brain_region(image: np.ndarray, brain_mask: np.ndarray | None = None) -> np.
     [[False, True], [False, False]]
     """
     if brain_mask is None:
-        return np.asarray(np.any(image > 0, axis=0))
+        return foreground_mask(image, level=0.0)
     mask = np.asarray(brain_mask)
     if mask.ndim == image.ndim:  # a (1, *spatial) mask read as an image
         mask = mask[0]

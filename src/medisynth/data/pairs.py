@@ -12,7 +12,7 @@ returned :class:`~medisynth.data.info.DataInfo` describes the target (``intensit
 ``channels``) and the source (``source_intensity_map``, ``source_channels``).
 
 >>> import numpy as np, tempfile, pathlib
->>> from medisynth.settings import DataConfig
+>>> from medisynth.settings import DataConfig, expand_path
 >>> from medisynth.export.nifti import write_nifti
 >>> folder = pathlib.Path(tempfile.mkdtemp())
 >>> vol = np.random.default_rng(0).random((1, 16, 16, 6)).astype(np.float32) + 1
@@ -28,7 +28,6 @@ returned :class:`~medisynth.data.info.DataInfo` describes the target (``intensit
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,7 +43,7 @@ from medisynth.data.intensity import IntensityMap, fit_intensity_map, normalise_
 from medisynth.data.io import read_images
 from medisynth.data.resize import resize_images
 from medisynth.errors import ConfigError
-from medisynth.settings import DataConfig
+from medisynth.settings import DataConfig, expand_path
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +85,7 @@ def _in_brain(images: list[Image], mask_path: str | None, key: str) -> list[Imag
     at ``mask_path`` (one per image, by sorted name) or, without, the voxels above 0."""
     if mask_path is None:
         return [replace(image, array=normalise_in_brain(image.array)) for image in images]
-    masks = read_side(Path(os.path.expandvars(os.path.expanduser(mask_path))))
+    masks = read_side(expand_path(mask_path))
     if len(masks) != len(images):
         raise ConfigError(
             f"{key} needs one brain mask per scan: {len(masks)} masks for {len(images)} scans"
