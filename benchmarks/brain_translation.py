@@ -411,9 +411,6 @@ def run_fold(task: str, index: int, args: argparse.Namespace) -> dict[str, Any]:
     folder = args.out / task / test
     folder.mkdir(parents=True, exist_ok=True)
     results_path = folder / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    results.update(test=test, select=select, train=train, z_offset=pair(test, task)[2])
-    methods = results.setdefault("methods", {})
     predictions: dict[str, np.ndarray] = baselines(
         task, test, [*train, *([select] if select else [])]
     )
@@ -423,9 +420,14 @@ def run_fold(task: str, index: int, args: argparse.Namespace) -> dict[str, Any]:
             pred, info = train_and_select(family, task, fold, args)
             predictions[f"{family}{args.tag}"] = pred
             infos[f"{family}{args.tag}"] = info
+    scored = {}
     for name, pred in predictions.items():
-        methods[name] = {**score(pred, test, task), **infos.get(name, {})}
+        scored[name] = {**score(pred, test, task), **infos.get(name, {})}
         np.save(prediction_file(folder, name), pred.astype(np.float16))
+    # read just before writing: runs of other variants on this fold may have finished meanwhile
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    results.update(test=test, select=select, train=train, z_offset=pair(test, task)[2])
+    results.setdefault("methods", {}).update(scored)
     write_json(results_path, results)
     return results
 

@@ -1,12 +1,14 @@
-"""Style, LeCam and mode-seeking losses against NumPy; what the style loss ignores (layout)."""
+"""Style, LeCam and mode-seeking losses against NumPy; what the style loss ignores (layout); the
+SSIM loss against scikit-image in 2D and 3D."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from skimage.metrics import structural_similarity
 
-from medisynth.losses import gram_matrix, lecam_penalty, mode_seeking_ratio, style_loss
+from medisynth.losses import gram_matrix, lecam_penalty, mode_seeking_ratio, ssim_loss, style_loss
 
 
 def numpy_gram(x: np.ndarray) -> np.ndarray:
@@ -57,3 +59,17 @@ def test_mode_seeking_ratio_matches_numpy() -> None:
     want = np.abs(a - b).mean() / np.abs(za - zb).mean()
     got = mode_seeking_ratio(*(torch.from_numpy(x) for x in (a, b, za, zb)))
     assert float(got) == pytest.approx(want, rel=1e-6)
+
+
+def test_ssim_loss_is_one_minus_scikit_image_ssim_in_2d_and_3d() -> None:
+    """scikit-image's default SSIM (7-pixel uniform window, sample covariances) on [-1, 1]."""
+    rng = np.random.default_rng(0)
+    for shape in ((3, 1, 24, 20), (2, 1, 12, 10, 14)):
+        target = rng.random(shape) * 2 - 1
+        fake = np.clip(target + rng.normal(0, 0.3, shape), -1, 1)
+        reference = [
+            structural_similarity(f[0], t[0], data_range=2.0)
+            for f, t in zip(fake, target, strict=True)
+        ]
+        loss = ssim_loss(torch.tensor(fake), torch.tensor(target))
+        assert float(loss) == pytest.approx(1 - np.mean(reference), abs=1e-5), shape

@@ -4,6 +4,7 @@ subset, an incremental, resumable run, one report with a verdict per fraction, a
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +39,9 @@ def curve_data(tmp_path: Path) -> Path:
     return tmp_path / "toy.npz"
 
 
-def _config(path: Path, **train: object) -> RunConfig:
+def _config(path: Path, seed: int = 0, **train: object) -> RunConfig:
     return RunConfig.from_dict({
+        "seed": seed,
         "data": {"path": str(path), "class_names": ["top", "bottom"]},
         "model": {"g_channels": 4, "d_channels": 4, "latent_dim": 8},
         "train": {"steps": 2, "batch_size": 4, "sample_every": 0, "checkpoint_every": 0,
@@ -110,6 +112,8 @@ def test_curve_resumes_and_refuses_other_settings(
     options = C.CurveOptions(**{**FAST.__dict__, "fractions": (0.25,)})
     first = C.utility_curve(_config(curve_data, batch_size=16), out, options)
     assert first["cells"][0]["training"]["batch_size"] == 4  # 10 images: less than one batch
+    second = C.utility_curve(_config(curve_data, seed=1, batch_size=16), out, options)
+    assert [c["seed"] for c in second["cells"]] == [1]  # a repetition run by another process
     (out / "cells" / C.cell_name(0.25, 0) / "cell.json").unlink()  # killed after training
 
     def no_training(*args: object, **kwargs: object) -> None:
@@ -118,6 +122,9 @@ def test_curve_resumes_and_refuses_other_settings(
     monkeypatch.setattr(engine.Trainer, "fit", no_training)
     again = C.utility_curve(_config(curve_data, batch_size=16), out, options)
     assert again["verdicts"] == first["verdicts"]
+    pooled = C.utility_curve(_config(curve_data, batch_size=16), out, replace(options, seeds=2))
+    assert [c["seed"] for c in pooled["cells"]] == [0, 1]  # both repetitions, none retrained
+    assert pooled["cells"][1] == second["cells"][0]
     with pytest.raises(ConfigError, match="other settings"):
         C.utility_curve(_config(curve_data), out, options)  # another batch size
     (tmp_path / "mine").mkdir()

@@ -33,10 +33,12 @@ from medisynth.errors import ConfigError
 from medisynth.gans.augment import augment_pair
 from medisynth.gans.base import GANFamily, Task, frozen, unwrap
 from medisynth.losses import (
+    SSIM_WINDOW,
     discriminator_loss,
     feature_matching_loss,
     generator_loss,
     mode_seeking_ratio,
+    ssim_loss,
     style_loss,
 )
 from medisynth.nets.patchgan import PatchDiscriminator
@@ -234,6 +236,9 @@ class Pix2PixConfig(FamilyConfig):
         norm: ``"instance"`` or ``"batch"`` normalisation in G and D.
         loss: adversarial loss, ``"lsgan"`` or ``"bce"``.
         l1_weight: weight of the L1 loss to the target (pix2pix: 100).
+        ssim_weight: weight of a structural loss to the target, ``1 - SSIM`` (7-pixel window,
+            :func:`medisynth.losses.ssim_loss`): L1 alone favours a blurred mean image, this
+            rewards the target's local contrast and edges (0 = off; sides >= 7 pixels).
         perceptual_weight: weight of the MedGAN perceptual loss on D's features (0 = off).
         style_weight: weight of the MedGAN style loss, on the Gram matrices of D's features
             (MedGAN takes them from an ImageNet VGG-19, which would be a download; 0 = off).
@@ -258,6 +263,7 @@ class Pix2PixConfig(FamilyConfig):
     norm: Literal["instance", "batch"] = "instance"
     loss: Literal["lsgan", "bce"] = "lsgan"
     l1_weight: float = Field(default=100.0, ge=0)
+    ssim_weight: float = Field(default=0.0, ge=0)
     perceptual_weight: float = Field(default=0.0, ge=0)
     style_weight: float = Field(default=0.0, ge=0)
     lr_g: float = Field(default=2e-4, gt=0)
@@ -284,6 +290,11 @@ class Pix2Pix(ImageToImageFamily):
         check_divisible(data.spatial_shape, 2**cfg.g_depth, f"a U-Net of depth {cfg.g_depth}")
         if cfg.diversity_weight > 0 and not cfg.noise_channels:
             raise ConfigError("model.diversity_weight needs model.noise_channels > 0 (noise)")
+        if cfg.ssim_weight > 0 and min(data.spatial_shape) < SSIM_WINDOW:
+            raise ConfigError(
+                f"model.ssim_weight needs image sides of at least {SSIM_WINDOW} pixels, "
+                f"got {tuple(data.spatial_shape)}"
+            )
         if data.source_prior is not None and {"blur", "noise"} & set(cfg.augment):
             raise ConfigError(  # the prior is computed from the unaugmented source
                 "model.augment blur and noise change the source but not its prior; "
@@ -353,7 +364,10 @@ class Pix2Pix(ImageToImageFamily):
                 g_adv = generator_loss(cfg.loss, fake_scores)
                 l1 = (fake.float() - target.float()).abs().mean()
                 total = g_adv + cfg.l1_weight * l1
-                perceptual = style = None
+                structure = perceptual = style = None
+                if cfg.ssim_weight > 0:
+                    structure = ssim_loss(fake, target)
+                    total = total + cfg.ssim_weight * structure
                 if cfg.perceptual_weight > 0 or cfg.style_weight > 0:
                     with torch.no_grad():
                         _, real_features = critic(torch.cat([source, target], 1), True)
@@ -377,6 +391,8 @@ class Pix2Pix(ImageToImageFamily):
             "g_adv": float(g_adv.detach()),
             "l1": float(l1.detach()),
         }
+        if isinstance(structure, torch.Tensor):
+            losses["ssim"] = float(structure.detach())
         if isinstance(perceptual, torch.Tensor):
             losses["perceptual"] = float(perceptual.detach())
         if isinstance(style, torch.Tensor):

@@ -25,7 +25,10 @@ same in every cell.
 Every finished cell is written at once (``cells/fraction-F/seed-R/cell.json`` last); a run that
 was stopped resumes where it stopped when started again with the same settings (a cell whose
 GAN had finished reuses it). ``curve_settings.json`` records what the cells depend on; another
-run into the same folder with other settings is refused.
+run into the same folder with other settings is refused. The run config's own ``seed`` is not
+one of those settings, so repetitions can be shared out between processes (one with ``seed: 0``
+and ``seeds: 2``, one with ``seed: 2`` and ``seeds: 1``, at the same time) and a last run with
+``seed: 0`` and ``seeds: 3`` finds every cell done and writes the pooled report.
 
 Layout of ``OUT``::
 
@@ -277,6 +280,7 @@ def utility_curve(
 def _settings(config: RunConfig, options: CurveOptions, data: CurveData) -> dict[str, Any]:
     """What every cell depends on, and its digest (``key``)."""
     run = config.without_paths().to_dict()
+    run.pop("seed", None)  # each cell has its own seed: processes may share the repetitions
     run["train"].pop("out_dir", None)
     run["train"].pop("progress", None)
     run["train"].pop("max_minutes", None)
