@@ -11,17 +11,25 @@
    ~8 pixels): ``medisynth generate MODEL --masks LABELS --augment-masks --format npz``.
 4. The segmentation U-Net of ``benchmarks/drive_segmentation.py`` (the network of ``medisynth
    validate --metrics segmentation``) trained on random patches of real pairs, synthetic pairs,
-   and both; Dice of the vessel prediction on the 20 real test images against the first
-   observer, inside the FOV. Synthetic images are scaled like real ones (green channel, 1st..99th
-   percentile inside their FOV = label > 0); their vessel mask is label 2.
+   and both, with and without classic augmentation (``medisynth.metrics.augmentation``: MONAI
+   flips, affine, contrast and intensity); Dice of the vessel prediction on the 20 real test
+   images against the first observer, inside the FOV. Synthetic images are scaled like real
+   ones (green channel, 1st..99th percentile inside their FOV = label > 0); their vessel mask is
+   label 2. When both ran, real + classic + synthetic is compared with real + classic by a
+   paired bootstrap of the per-test-image Dice difference (``metrics.comparison``).
+
+``--fraction F`` keeps a seeded subset of the 20 training images (``--subset-seed``; nested
+across fractions, as ``medisynth utility-curve`` draws them): the GAN, its label maps, the
+real pairs of every condition and the synthetic set (``--n-synthetic``, default two per real
+image) all come from that subset alone.
 
 Also printed: how much the noise changes an image of one mask (mean absolute difference of the
 green channel inside the FOV between two noise draws) next to the difference between two real
 images, and the green channel's mean/std inside the FOV, real vs synthetic.
 
     OMP_NUM_THREADS=1 python benchmarks/drive_mask2image.py [--data DIR] [--work DIR]
-        [--minutes 10] [--n-synthetic 40] [--seeds 0] [--epochs 12] [--model DIR]
-        [--conditions real synthetic real+synthetic]
+        [--minutes 10] [--fraction 1.0] [--n-synthetic N] [--seeds 0] [--epochs 12]
+        [--model DIR] [--conditions real real+classic synthetic real+synthetic ...]
 
 ``--model`` skips training and uses an existing package; ``--conditions`` runs some of the
 training conditions (the patches are the same whichever run, so conditions can be split over
@@ -52,6 +60,9 @@ from drive_segmentation import (  # noqa: E402 - the sibling benchmark's helpers
     read_split,
 )
 
+from medisynth.data.subsets import stratified_subset  # noqa: E402
+from medisynth.metrics.augmentation import ClassicAugmentation  # noqa: E402
+from medisynth.metrics.comparison import gain_verdict, paired_mean_difference  # noqa: E402
 from medisynth.metrics.utility import (  # noqa: E402
     SegmenterSettings,
     dice,
@@ -61,6 +72,7 @@ from medisynth.metrics.utility import (  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "drive_mask2image.yaml"
 OUTSIDE, RETINA, VESSEL = 0, 1, 2
+CONDITIONS = ("real", "real+classic", "synthetic", "real+synthetic", "real+classic+synthetic")
 
 
 def write_label_maps(data: Path, out: Path) -> Path:
@@ -79,6 +91,23 @@ def write_label_maps(data: Path, out: Path) -> Path:
     return out
 
 
+def training_subset(data: Path, labels: Path, indices: np.ndarray, out: Path) -> tuple[Path, Path]:
+    """Folders of links to the chosen training images and their label maps (same sorted order),
+    for the GAN and the generator: they see the subset only."""
+    images = sorted((data / "training" / "images").glob("*.tif"))
+    maps = sorted(labels.glob("*.png"))
+    folders = (out / "images", out / "labels")
+    for folder in folders:
+        if folder.exists():
+            for link in folder.iterdir():
+                link.unlink()
+        folder.mkdir(parents=True, exist_ok=True)
+    for i in indices:
+        (folders[0] / images[i].name).symlink_to(images[i].resolve())
+        (folders[1] / maps[i].name).symlink_to(maps[i].resolve())
+    return folders
+
+
 def scaled_synthetic(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Green channel scaled inside each image's FOV (as the real images), vessel masks."""
     green = images[:, 1] if images.shape[1] == 3 else images[:, 0]
@@ -93,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=None, help="skip training: this package")
     parser.add_argument("--minutes", type=float, default=10.0, help="GAN training time")
     parser.add_argument("--steps", type=int, default=20000, help="GAN steps (at most)")
-    parser.add_argument("--n-synthetic", type=int, default=40)
+    parser.add_argument("--fraction", type=float, default=1.0, help="of the training images")
+    parser.add_argument("--subset-seed", type=int, default=0)
+    parser.add_argument("--n-synthetic", type=int, default=None, help="default: 2 per real")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--patch", type=int, default=128)
     parser.add_argument("--patches-per-image", type=int, default=40)
@@ -101,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--conditions",
         nargs="+",
-        default=["real", "synthetic", "real+synthetic"],
-        choices=["real", "synthetic", "real+synthetic"],
+        default=list(CONDITIONS),
+        choices=CONDITIONS,
         help="training conditions to run (e.g. one per process on a shared machine)",
     )
     parser.add_argument("--set", dest="overrides", action="append", default=[])
@@ -119,11 +150,19 @@ def main(argv: list[str] | None = None) -> int:
     from medisynth.training.engine import Trainer
 
     start = time.perf_counter()
-    labels_dir = write_label_maps(args.data, args.work / "labels")
-    result: dict = {"data": str(args.data), "work": str(args.work), "stages": {}}
+    all_labels = write_label_maps(args.data, args.work / "labels")
+    n_train = len(sorted(all_labels.glob("*.png")))
+    chosen = np.sort(
+        stratified_subset(np.zeros(n_train, np.int64), args.fraction, args.subset_seed)
+    )
+    images_dir, labels_dir = training_subset(args.data, all_labels, chosen, args.work / "subset")
+    n_synthetic = args.n_synthetic or 2 * len(chosen)
+    result: dict = {"data": str(args.data), "work": str(args.work), "fraction": args.fraction,
+                    "subset_seed": args.subset_seed, "subset": chosen.tolist()}  # fmt: skip
+    print(f"training subset: {len(chosen)} of {n_train} images {chosen.tolist()}", flush=True)
     if args.model is None:
         overrides = [
-            f"data.path={args.data / 'training' / 'images'}",
+            f"data.path={images_dir}",
             f"data.mask_path={labels_dir}",
             f"train.out_dir={args.work / 'gan'}",
             f"train.max_minutes={args.minutes}",
@@ -151,9 +190,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tick = time.perf_counter()
     out = args.work / "synthetic"
-    generate_pairs(
-        package, labels_dir, out, n=args.n_synthetic, fmt="npz", augment=True, overwrite=True
-    )
+    generate_pairs(package, labels_dir, out, n=n_synthetic, fmt="npz", augment=True, overwrite=True)
     result["generate_wall_s"] = round(time.perf_counter() - tick, 1)
     pairs = load_image_set(str(out / "synthetic.npz"))
     assert pairs.masks is not None
@@ -168,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     rgb = [
         np.asarray(Image.open(p).convert("RGB"), np.float32)[..., 1]
         for p in sorted((args.data / "training" / "images").glob("*.tif"))[:2]
-    ]
+    ]  # two real photographs of the whole training set (the subset may hold one)
     result["noise_effect_green_mad_fov"] = round(
         float(np.abs(draws[0][1] - draws[1][1])[fov].mean()), 2
     )
@@ -178,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     real_green = np.stack(
         [
             np.asarray(Image.open(p).convert("RGB"), np.float32)[..., 1]
-            for p in sorted((args.data / "training" / "images").glob("*.tif"))
+            for p in sorted(images_dir.glob("*.tif"))
         ]
     )
     real_fov = np.stack(
@@ -210,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # segmentation utility
     train_x, train_m, _, _ = read_split(args.data, "training")
+    train_x, train_m = train_x[chosen], train_m[chosen]
     test_x, test_m, test_fov, _ = read_split(args.data, "testing")
     syn_x, syn_m = scaled_synthetic(pairs.images, syn_labels)
     settings = SegmenterSettings()
@@ -223,22 +261,29 @@ def main(argv: list[str] | None = None) -> int:
         np.concatenate([sets["real"][0], sets["synthetic"][0]]),
         np.concatenate([sets["real"][1], sets["synthetic"][1]]),
     )
+    sets["real+classic"], sets["real+classic+synthetic"] = sets["real"], sets["real+synthetic"]
+    classic = ClassicAugmentation()
     height, width = test_x.shape[-2:]
     padded = pad_to(test_x, settings.size_multiple)
     result.update(
         n_synthetic=len(syn_x), epochs=args.epochs, seeds=args.seeds, n_patches=n_patches,
         threads=torch.get_num_threads(), conditions={},
     )  # fmt: skip
+    per_image: dict[str, list[np.ndarray]] = {}
     for condition in args.conditions:
         x, m = sets[condition]
+        augmentation = classic if "classic" in condition else None
         tick = time.perf_counter()
-        scores = []
+        scores = per_image[condition] = []
         for seed in args.seeds:
-            net = train_segmenter(x, m, epochs=args.epochs, seed=seed, settings=settings)
+            net = train_segmenter(
+                x, m, epochs=args.epochs, seed=seed, settings=settings, augmentation=augmentation
+            )
             predicted = predict_masks(net, padded, batch_size=2)[:, 0, :height, :width]
             scores.append(dice(predicted & test_fov, test_m & test_fov))
         result["conditions"][condition] = {
             "n_train_patches": len(x),
+            "augmentation": augmentation.describe(len(x.shape) - 2) if augmentation else None,
             "dice_fov": _summary(scores),
             "wall_s": round(time.perf_counter() - tick, 1),
         }
@@ -247,6 +292,12 @@ def main(argv: list[str] | None = None) -> int:
             f"({len(args.seeds)} seed(s), {len(x)} patches)",
             flush=True,
         )
+    gain, baseline = "real+classic+synthetic", "real+classic"
+    if gain in per_image and baseline in per_image:  # seeds paired, test images resampled
+        paired = paired_mean_difference(np.stack(per_image[gain]), np.stack(per_image[baseline]))
+        verdict = gain_verdict(paired, "Dice", "GAN augmentation", "classic augmentation")
+        result["gan_over_classic"] = {**paired.to_dict(), "verdict": verdict}
+        print(f"fraction {args.fraction:g} ({len(chosen)} real images): {verdict}", flush=True)
     result["wall_s"] = round(time.perf_counter() - start, 1)
     print(json.dumps(result, indent=2))
     if args.json is not None:

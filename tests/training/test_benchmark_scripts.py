@@ -98,8 +98,19 @@ def test_drive_mask2image_on_a_tiny_drive_like_folder(tmp_path: Path) -> None:
     assert bench.main([*args, "--json", str(tmp_path / "result.json")]) == 0
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["gan"]["steps"] == 2 and result["n_synthetic"] == 3
-    assert set(result["conditions"]) == {"real", "synthetic", "real+synthetic"}
+    assert set(result["conditions"]) == set(bench.CONDITIONS)
     assert all(0 <= c["dice_fov"]["mean"] <= 1 for c in result["conditions"].values())
+    assert result["conditions"]["real+classic"]["augmentation"][0].startswith("RandFlip")
+    assert result["conditions"]["real+synthetic"]["augmentation"] is None
+    assert result["gan_over_classic"]["verdict"].count("classic augmentation") == 1
+    # half the training images: the GAN, its label maps and the real pairs are that one image
+    args = [a for a in args if a not in ("--n-synthetic", "3")]
+    half = ["--fraction", "0.5", "--conditions", "real", "--json", str(tmp_path / "half.json")]
+    assert bench.main([*args, *half]) == 0
+    result = json.loads((tmp_path / "half.json").read_text())
+    kept = sorted(p.name for p in (tmp_path / "work" / "subset" / "images").iterdir())
+    assert len(result["subset"]) == 1 and kept == [f"{21 + result['subset'][0]:02d}_training.tif"]
+    assert result["n_synthetic"] == 2 and result["conditions"]["real"]["n_train_patches"] == 2
     labels = sorted((tmp_path / "work" / "labels").glob("*.png"))
     assert [p.name for p in labels] == ["21_labels.png", "22_labels.png"]
     assert set(np.unique(np.asarray(Image.open(labels[0]))).tolist()) == {0, 1, 2}
