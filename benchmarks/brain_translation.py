@@ -35,6 +35,8 @@ the test patient's real FLAIR and to each FLAIR translated from its T1c.
     python benchmarks/brain_translation.py --task t1c-flair --fold 0 --baselines-only   # seconds
     python benchmarks/brain_translation.py --task t1c-flair --segment   # after runs
     python benchmarks/brain_translation.py --mask2image --fold 0 --minutes 4
+    python benchmarks/brain_translation.py --task t1-t2 --ensemble _s0 _s1 _s2 --tag _ens
+        # the mean of three runs' translations (medisynth translate --ensemble)
     python benchmarks/brain_translation.py --task t1c-flair --report    # the tables of all runs
     python benchmarks/brain_translation.py --task t1c-flair --figure pat0002 t1c_flair.png
 """
@@ -316,10 +318,36 @@ def family_model(family: str) -> dict[str, Any]:
 
 
 def translate_subject(package: Any, subject: str, task: str) -> np.ndarray:
-    from medisynth.apply.translate import translate_array
+    """``subject``'s source translated by a package, or by the mean of several (an ensemble)."""
+    from medisynth.apply.translate import translate_ensemble
 
     source, _, _ = pair(subject, task)
-    return translate_array(package, source[None], axis=AXIS, brain_mask=brain(subject))[0]
+    members = package if isinstance(package, list) else [package]
+    return translate_ensemble(members, source[None], axis=AXIS, brain_mask=brain(subject))[0]
+
+
+def ensemble_fold(task: str, index: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The mean translation of the pix2pix runs ``--ensemble TAG ...`` of a fold (each with the
+    weights its run chose), scored as method ``pix2pix{--tag}``."""
+    from medisynth.package import load_package
+
+    test = folds(task)[index][0]
+    folder = args.out / task / test
+    results = json.loads((folder / "results.json").read_text())
+    members, steps = [], []
+    for tag in args.ensemble:
+        info = results["methods"][f"pix2pix{tag}"]
+        chosen = "model" if info["selected_step"] == info["steps"] else "selected"
+        members.append(load_package(folder / f"pix2pix{tag}" / chosen))
+        steps.append(info["steps"])
+    pred = translate_subject(members, test, task)
+    name = f"pix2pix{args.tag}"
+    np.save(prediction_file(folder, name), pred.astype(np.float16))
+    scored = {**score(pred, test, task), "steps": float(np.mean(steps)), "members": args.ensemble}
+    results = json.loads((folder / "results.json").read_text())  # as in run_fold
+    results["methods"][name] = scored
+    write_json(folder / "results.json", results)
+    return results
 
 
 def train_and_select(
@@ -731,6 +759,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("runs/brain_translation/work"))
     parser.add_argument("--tag", default="", help="suffix of the method names (variants)")
     parser.add_argument("--baselines-only", action="store_true")
+    parser.add_argument(
+        "--ensemble", nargs="+", metavar="TAG", help="score the mean of these pix2pix runs"
+    )
     parser.add_argument("--segment", action="store_true", help="whole-tumour Dice of the runs")
     parser.add_argument(
         "--mask2image", action="store_true", help="mask -> FLAIR pairs for segmentation"
@@ -756,7 +787,7 @@ def main(argv: list[str] | None = None) -> int:
         mask_to_image(args)
         return 0
     for index in args.fold if args.fold is not None else range(len(folds(args.task))):
-        results = run_fold(args.task, index, args)
+        results = (ensemble_fold if args.ensemble else run_fold)(args.task, index, args)
         print(f"\n{args.task} fold {index}: test {results['test']}, select {results['select']}")
         for method, values in results["methods"].items():
             print(f"  {method}: SSIM {values['ssim']:.3f}, PSNR {values['psnr']:.2f}")

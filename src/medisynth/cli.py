@@ -517,13 +517,19 @@ def translate(
             "(default: the voxels above 0).",
         ),
     ] = None,
+    ensemble: list[Path] = typer.Option(
+        [],
+        "--ensemble",
+        help="Another model of the same task (e.g. the recipe trained with another seed); the "
+        "output is the mean of every model's translation (repeatable).",
+    ),
 ) -> None:
     """Translate images to the model's target domain (e.g. T1 -> T2), in the target's units
     (models trained with data.normalisation: brain: on the in-brain 0..1 scale)."""
     from medisynth.apply.translate import translate as run_translate
 
     result = run_translate(
-        model, input_path, out, axis=axis, modality=modality, overwrite=overwrite,
+        [model, *ensemble], input_path, out, axis=axis, modality=modality, overwrite=overwrite,
         batch_size=batch_size, source_scaling=source_scaling, brain_mask=brain_mask,
     )  # fmt: skip
     _echo_outputs(

@@ -12,7 +12,7 @@ import torch
 from PIL import Image as PILImage
 from skimage.exposure import match_histograms
 
-from medisynth.apply.translate import translate, translate_array
+from medisynth.apply.translate import translate, translate_array, translate_ensemble
 from medisynth.cli import main
 from medisynth.config import RunConfig, load_config
 from medisynth.data.formats import load_training_data
@@ -319,3 +319,34 @@ def test_in_brain_normalisation_from_training_to_the_cli_on_a_brats_subject(
     assert "trained with data.normalisation: brain" in capsys.readouterr().err
     with pytest.raises(MedisynthError, match="brain masks need data.normalisation: brain"):
         RunConfig.from_dict({"data": {"format": "paired", "brain_mask_path": str(mask)}})
+
+
+def test_an_ensemble_is_the_mean_of_its_models_and_refuses_other_tasks(
+    tmp_path: Path, volume: tuple, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two models (different weights) translate together: the output is the mean of each one's
+    translation, through the API and the CLI; a model of other domains is refused."""
+    path, array, _ = volume
+    first = make_package(tmp_path / "a")
+    torch.manual_seed(1)
+    second = load_package(make_package(tmp_path / "b"))
+    for net in second.family.inference_nets().values():  # other weights than the first's
+        for parameter in net.parameters():
+            parameter.data.add_(torch.randn_like(parameter) * 0.3)
+    alone = [translate_array(load_package(first), array), translate_array(second, array)]
+    assert not np.allclose(alone[0], alone[1])
+    together = translate_ensemble([first, second], array)
+    np.testing.assert_allclose(together, (alone[0] + alone[1]) / 2, rtol=1e-5, atol=1e-3)
+    second_dir = tmp_path / "b2"
+    save_package(second_dir, second.family, second.config)
+    args = ["translate", str(first), str(path), "-o", str(tmp_path / "e.nii.gz")]
+    assert main([*args, "--ensemble", str(second_dir)]) == 0
+    assert "ensemble of 2" in capsys.readouterr().out
+    written = np.asarray(nib.load(tmp_path / "e.nii.gz").dataobj)
+    np.testing.assert_allclose(written, together[0], rtol=1e-5, atol=1e-3)
+    ct = make_package(tmp_path / "ct", source_map=IntensityMap(-1000.0, 1000.0, kind="window",
+                                                              modality="CT"))  # fmt: skip
+    args = ["translate", str(first), str(path), "-o", str(tmp_path / "x.nii.gz")]
+    assert main([*args, "--ensemble", str(ct)]) == 2
+    assert "do not translate between the same domains" in capsys.readouterr().err
+    assert not (tmp_path / "x.nii.gz").exists()

@@ -8,6 +8,10 @@ with the model's *source* intensity map, resized to the model's training size wh
 map. NIfTI outputs keep the input's affine (spacing, orientation, origin) and shape. Files go
 through the driver of :mod:`medisynth.apply.jobs`, shared with ``medisynth enhance``.
 
+Several models of one recipe (e.g. trained with different seeds) can translate together: the
+output is the mean of their translations in the target's units (:func:`translate_ensemble`;
+``medisynth translate MODEL --ensemble MODEL2 ...``). Each model's own artefacts average out.
+
 >>> import numpy as np, tempfile, pathlib  # doctest: +SKIP
 >>> translate("runs/t1_t2/model", "case_t1.nii.gz", "case_t2_synthetic.nii.gz")  # doctest: +SKIP
 TranslateResult(model_id='pix2pix-...', outputs=['case_t2_synthetic.nii.gz'], ...)
@@ -16,6 +20,7 @@ TranslateResult(model_id='pix2pix-...', outputs=['case_t2_synthetic.nii.gz'], ..
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -144,8 +149,55 @@ def translate_array(
     return values.astype(np.float32)
 
 
+def ensemble_packages(models: Sequence[Model]) -> list[ModelPackage]:
+    """The loaded members of an ensemble, checked to translate between the same domains on the
+    same scales: the same source and target modality and kinds of intensity map (what the
+    averaged outputs mean)."""
+    packages = [open_package(m) for m in models]
+    if not packages:
+        raise ConfigError("an ensemble needs at least one model")
+    first = packages[0]
+    for package in packages:
+        _family(package)
+
+    def domains(package: ModelPackage) -> tuple[object, ...]:
+        source, target = package.data.source_intensity_map, package.data.intensity_map
+        assert source is not None  # checked by _family
+        return (source.modality, source.kind, target.modality, target.kind)
+
+    for package in packages[1:]:
+        if domains(package) != domains(first):
+            raise ConfigError(
+                f"{package.path} and {first.path} do not translate between the same domains "
+                "(source and target modality and intensity scale); an ensemble averages models "
+                "of one task"
+            )
+    return packages
+
+
+def translate_ensemble(
+    packages: Sequence[ModelPackage],
+    array: np.ndarray,
+    axis: int | None = None,
+    batch_size: int = 16,
+    source_scaling: str = "auto",
+    brain_mask: np.ndarray | None = None,
+) -> np.ndarray:
+    """The mean of :func:`translate_array` over the models (same arguments), in the target's
+    units.
+
+    >>> translate_ensemble([seed0, seed1], t1_volume, axis=2)  # doctest: +SKIP
+    """
+    members = ensemble_packages(packages)
+    total = np.zeros((), np.float64)
+    for package in members:
+        total = total + translate_array(package, array, axis, batch_size, source_scaling,
+                                        brain_mask)  # fmt: skip
+    return (total / len(members)).astype(np.float32)
+
+
 def translate(
-    model: Model,
+    model: Model | Sequence[Model],
     input_path: str | os.PathLike[str],
     output: str | os.PathLike[str],
     *,
@@ -159,7 +211,8 @@ def translate(
     """Translate a file, a DICOM series folder or a folder of images with ``model``.
 
     Args:
-        model: a model package folder (``<run>/model``) or a loaded package.
+        model: a model package folder (``<run>/model``) or a loaded package; several of them
+            for an ensemble (the mean of their translations, see :func:`ensemble_packages`).
         input_path: an image/volume file, a DICOM series folder or a folder of image files.
         output: the output file (its suffix picks the format: ``.nii.gz``, ``.png``, ``.npy``),
             or, for a folder input, an output folder (same names, volumes as ``.nii.gz``).
@@ -174,11 +227,18 @@ def translate(
     from medisynth.data.io import read_image
 
     check_batch_size(batch_size)
-    package = open_package(model)
-    _family(package)
+    members = ensemble_packages(
+        list(model) if isinstance(model, Sequence) and not isinstance(model, str) else [model]
+    )
+    package = members[0]
     data = package.data
     assert data.source_intensity_map is not None  # checked by _family
     target_map = data.intensity_map  # outputs are in the target's units
+    model_id = str(package.card.get("model_id", "translation"))
+    if len(members) > 1:
+        model_id = f"ensemble of {len(members)}: " + " + ".join(
+            str(m.card.get("model_id", "?")) for m in members
+        )
     mask = None
     if brain_mask is not None:
         if len(input_jobs(Path(input_path), Path(output))) != 1:
@@ -186,9 +246,10 @@ def translate(
         mask = read_image(Path(brain_mask)).array
 
     def apply(image: Image) -> Image:
-        values = translate_array(
-            package, image.array, axis, batch_size, source_scaling, brain_mask=mask
-        )
+        values = translate_ensemble(
+            members, image.array, axis=axis, batch_size=batch_size,
+            source_scaling=source_scaling, brain_mask=mask,
+        )  # fmt: skip
         return replace(image, array=values)  # the input's geometry
 
     def png(image: Image) -> PngStorage:
@@ -201,12 +262,12 @@ def translate(
         apply=apply,
         png_storage=png,
         trained_on=data.source_intensity_map,
-        description=f"medisynth synthetic: {package.card.get('model_id', 'translation')}",
+        description=f"medisynth synthetic: {model_id}",
         done="translated",
         modality=modality,
         overwrite=overwrite,
     )
-    result = TranslateResult(model_id=str(package.card.get("model_id", "")))
+    result = TranslateResult(model_id=model_id)
     for job in jobs:
         if job.image.ndim == 3 and data.spatial_dims == 2:
             result.slices += job.image.array.shape[slice_axis(package, axis) + 1]
