@@ -45,6 +45,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -115,6 +116,120 @@ def scaled_synthetic(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray
     return scaled[:, None], labels == VESSEL
 
 
+def colour_statistics(
+    package: Any,
+    data: Path,
+    images_dir: Path,
+    labels_dir: Path,
+    synthetic: np.ndarray,
+    syn_labels: np.ndarray,
+) -> dict:
+    """How much the noise changes an image of one mask (two draws) next to two different real
+    photographs, and the green channel's mean / std inside the FOV, real vs synthetic."""
+    from PIL import Image
+
+    from medisynth.apply.mask2image import synthesise
+
+    stats: dict = {}
+    first = np.asarray(Image.open(sorted(labels_dir.glob("*.png"))[0]), np.int64)
+    draws = [synthesise(package, first[None], torch.Generator().manual_seed(s))[0] for s in (1, 2)]
+    fov = first > OUTSIDE
+    rgb = [
+        np.asarray(Image.open(p).convert("RGB"), np.float32)[..., 1]
+        for p in sorted((data / "training" / "images").glob("*.tif"))[:2]
+    ]  # two real photographs of the whole training set (the subset may hold one)
+    stats["noise_effect_green_mad_fov"] = round(
+        float(np.abs(draws[0][1] - draws[1][1])[fov].mean()), 2
+    )
+    stats["real_pair_green_mad_fov"] = round(float(np.abs(rgb[0] - rgb[1])[fov].mean()), 2)
+    green_syn = synthetic[:, 1]
+    inside = syn_labels > OUTSIDE
+    real_green = np.stack(
+        [
+            np.asarray(Image.open(p).convert("RGB"), np.float32)[..., 1]
+            for p in sorted(images_dir.glob("*.tif"))
+        ]
+    )
+    real_fov = np.stack(
+        [np.asarray(Image.open(p), np.int64) > OUTSIDE for p in sorted(labels_dir.glob("*.png"))]
+    )
+    stats["green_mean_std_fov"] = {
+        "real": [
+            round(float(real_green[real_fov].mean()), 1),
+            round(float(real_green[real_fov].std()), 1),
+        ],
+        "synthetic": [
+            round(float(green_syn[inside].mean()), 1),
+            round(float(green_syn[inside].std()), 1),
+        ],
+    }
+    print(json.dumps(stats), flush=True)
+    return stats
+
+
+def segmentation_utility(
+    args: argparse.Namespace,
+    chosen: np.ndarray,
+    synthetic: np.ndarray,
+    syn_labels: np.ndarray,
+    result: dict,
+) -> None:
+    """The segmentation U-Net per condition on the real test split (``result["conditions"]``),
+    and GAN over classic augmentation (``result["gan_over_classic"]``) when both ran."""
+    train_x, train_m, _, _ = read_split(args.data, "training")
+    train_x, train_m = train_x[chosen], train_m[chosen]
+    test_x, test_m, test_fov, _ = read_split(args.data, "testing")
+    syn_x, syn_m = scaled_synthetic(synthetic, syn_labels)
+    settings = SegmenterSettings()
+    n_patches = args.patches_per_image * len(train_x)
+    rng = np.random.default_rng(0)
+    sets = {
+        "real": random_patches(train_x, train_m, n_patches, args.patch, rng),
+        "synthetic": random_patches(syn_x, syn_m, n_patches, args.patch, rng),
+    }
+    sets["real+synthetic"] = (
+        np.concatenate([sets["real"][0], sets["synthetic"][0]]),
+        np.concatenate([sets["real"][1], sets["synthetic"][1]]),
+    )
+    sets["real+classic"], sets["real+classic+synthetic"] = sets["real"], sets["real+synthetic"]
+    classic = ClassicAugmentation()
+    height, width = test_x.shape[-2:]
+    padded = pad_to(test_x, settings.size_multiple)
+    result.update(
+        n_synthetic=len(syn_x), epochs=args.epochs, seeds=args.seeds, n_patches=n_patches,
+        threads=torch.get_num_threads(), conditions={},
+    )  # fmt: skip
+    per_image: dict[str, list[np.ndarray]] = {}
+    for condition in args.conditions:
+        x, m = sets[condition]
+        augmentation = classic if "classic" in condition else None
+        tick = time.perf_counter()
+        scores = per_image[condition] = []
+        for seed in args.seeds:
+            net = train_segmenter(
+                x, m, epochs=args.epochs, seed=seed, settings=settings, augmentation=augmentation
+            )
+            predicted = predict_masks(net, padded, batch_size=2)[:, 0, :height, :width]
+            scores.append(dice(predicted & test_fov, test_m & test_fov))
+        result["conditions"][condition] = {
+            "n_train_patches": len(x),
+            "augmentation": augmentation.describe(len(x.shape) - 2) if augmentation else None,
+            "dice_fov": _summary(scores),
+            "wall_s": round(time.perf_counter() - tick, 1),
+        }
+        print(
+            f"{condition:>15}: Dice {np.mean(scores):.4f} inside the FOV "
+            f"({len(args.seeds)} seed(s), {len(x)} patches)",
+            flush=True,
+        )
+    gain, baseline = "real+classic+synthetic", "real+classic"
+    if gain in per_image and baseline in per_image:  # seeds paired, test images resampled
+        paired = paired_mean_difference(np.stack(per_image[gain]), np.stack(per_image[baseline]))
+        verdict = gain_verdict(paired, "Dice", "GAN augmentation", "classic augmentation")
+        result["gan_over_classic"] = {**paired.to_dict(), "verdict": verdict}
+        print(f"fraction {args.fraction:g} ({len(chosen)} real images): {verdict}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=default_data(), help="the drive/ folder")
@@ -143,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"DRIVE not found at {args.data}: set MEDISYNTH_DATA or pass --data", file=sys.stderr)
         return 2
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    from medisynth.apply.mask2image import generate_pairs, synthesise
+    from medisynth.apply.mask2image import generate_pairs
     from medisynth.config import load_config
     from medisynth.data.sets import load_image_set
     from medisynth.package import load_package
@@ -196,108 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     assert pairs.masks is not None
     syn_labels = pairs.masks[:, 0].astype(np.int64)
 
-    # the noise: two draws on one real mask, against two different real images
-    from PIL import Image
-
-    first = np.asarray(Image.open(sorted(labels_dir.glob("*.png"))[0]), np.int64)
-    draws = [synthesise(package, first[None], torch.Generator().manual_seed(s))[0] for s in (1, 2)]
-    fov = first > OUTSIDE
-    rgb = [
-        np.asarray(Image.open(p).convert("RGB"), np.float32)[..., 1]
-        for p in sorted((args.data / "training" / "images").glob("*.tif"))[:2]
-    ]  # two real photographs of the whole training set (the subset may hold one)
-    result["noise_effect_green_mad_fov"] = round(
-        float(np.abs(draws[0][1] - draws[1][1])[fov].mean()), 2
-    )
-    result["real_pair_green_mad_fov"] = round(float(np.abs(rgb[0] - rgb[1])[fov].mean()), 2)
-    green_syn = pairs.images[:, 1]
-    inside = syn_labels > OUTSIDE
-    real_green = np.stack(
-        [
-            np.asarray(Image.open(p).convert("RGB"), np.float32)[..., 1]
-            for p in sorted(images_dir.glob("*.tif"))
-        ]
-    )
-    real_fov = np.stack(
-        [np.asarray(Image.open(p), np.int64) > OUTSIDE for p in sorted(labels_dir.glob("*.png"))]
-    )
-    result["green_mean_std_fov"] = {
-        "real": [
-            round(float(real_green[real_fov].mean()), 1),
-            round(float(real_green[real_fov].std()), 1),
-        ],
-        "synthetic": [
-            round(float(green_syn[inside].mean()), 1),
-            round(float(green_syn[inside].std()), 1),
-        ],
-    }
-    print(
-        json.dumps(
-            {
-                k: result[k]
-                for k in (
-                    "noise_effect_green_mad_fov",
-                    "real_pair_green_mad_fov",
-                    "green_mean_std_fov",
-                )
-            }
-        ),
-        flush=True,
-    )
-
-    # segmentation utility
-    train_x, train_m, _, _ = read_split(args.data, "training")
-    train_x, train_m = train_x[chosen], train_m[chosen]
-    test_x, test_m, test_fov, _ = read_split(args.data, "testing")
-    syn_x, syn_m = scaled_synthetic(pairs.images, syn_labels)
-    settings = SegmenterSettings()
-    n_patches = args.patches_per_image * len(train_x)
-    rng = np.random.default_rng(0)
-    sets = {
-        "real": random_patches(train_x, train_m, n_patches, args.patch, rng),
-        "synthetic": random_patches(syn_x, syn_m, n_patches, args.patch, rng),
-    }
-    sets["real+synthetic"] = (
-        np.concatenate([sets["real"][0], sets["synthetic"][0]]),
-        np.concatenate([sets["real"][1], sets["synthetic"][1]]),
-    )
-    sets["real+classic"], sets["real+classic+synthetic"] = sets["real"], sets["real+synthetic"]
-    classic = ClassicAugmentation()
-    height, width = test_x.shape[-2:]
-    padded = pad_to(test_x, settings.size_multiple)
-    result.update(
-        n_synthetic=len(syn_x), epochs=args.epochs, seeds=args.seeds, n_patches=n_patches,
-        threads=torch.get_num_threads(), conditions={},
-    )  # fmt: skip
-    per_image: dict[str, list[np.ndarray]] = {}
-    for condition in args.conditions:
-        x, m = sets[condition]
-        augmentation = classic if "classic" in condition else None
-        tick = time.perf_counter()
-        scores = per_image[condition] = []
-        for seed in args.seeds:
-            net = train_segmenter(
-                x, m, epochs=args.epochs, seed=seed, settings=settings, augmentation=augmentation
-            )
-            predicted = predict_masks(net, padded, batch_size=2)[:, 0, :height, :width]
-            scores.append(dice(predicted & test_fov, test_m & test_fov))
-        result["conditions"][condition] = {
-            "n_train_patches": len(x),
-            "augmentation": augmentation.describe(len(x.shape) - 2) if augmentation else None,
-            "dice_fov": _summary(scores),
-            "wall_s": round(time.perf_counter() - tick, 1),
-        }
-        print(
-            f"{condition:>15}: Dice {np.mean(scores):.4f} inside the FOV "
-            f"({len(args.seeds)} seed(s), {len(x)} patches)",
-            flush=True,
-        )
-    gain, baseline = "real+classic+synthetic", "real+classic"
-    if gain in per_image and baseline in per_image:  # seeds paired, test images resampled
-        paired = paired_mean_difference(np.stack(per_image[gain]), np.stack(per_image[baseline]))
-        verdict = gain_verdict(paired, "Dice", "GAN augmentation", "classic augmentation")
-        result["gan_over_classic"] = {**paired.to_dict(), "verdict": verdict}
-        print(f"fraction {args.fraction:g} ({len(chosen)} real images): {verdict}", flush=True)
+    result.update(colour_statistics(package, args.data, images_dir, labels_dir, pairs.images,
+                                    syn_labels))  # fmt: skip
+    segmentation_utility(args, chosen, pairs.images, syn_labels, result)
     result["wall_s"] = round(time.perf_counter() - start, 1)
     print(json.dumps(result, indent=2))
     if args.json is not None:
