@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     all_labels = write_label_maps(args.data, args.work / "labels")
-    n_train = len(sorted(all_labels.glob("*.png")))
+    n_train = len(list(all_labels.glob("*.png")))
     chosen = np.sort(
         stratified_subset(np.zeros(n_train, np.int64), args.fraction, args.subset_seed)
     )
