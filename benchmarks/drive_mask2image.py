@@ -30,11 +30,13 @@ images, and the green channel's mean/std inside the FOV, real vs synthetic.
     OMP_NUM_THREADS=1 python benchmarks/drive_mask2image.py [--data DIR] [--work DIR]
         [--minutes 10] [--fraction 1.0] [--n-synthetic N] [--seeds 0] [--epochs 12]
         [--model DIR] [--conditions real real+classic synthetic real+synthetic ...]
+        [--classic default|orientations]
 
 ``--model`` skips training and uses an existing package; ``--conditions`` runs some of the
 training conditions (the patches are the same whichever run, so conditions can be split over
-processes). The data folder is
-``$MEDISYNTH_DATA/drive`` or ``../shared/data/drive`` beside the repository.
+processes); ``--classic orientations`` swaps the utility protocol's classic pipeline for flips
+on both axes and quarter turns (no resampling of thin vessels) with the same intensity jitter.
+The data folder is ``$MEDISYNTH_DATA/drive`` or ``../shared/data/drive`` beside the repository.
 """
 
 from __future__ import annotations
@@ -74,6 +76,13 @@ from medisynth.metrics.utility import (  # noqa: E402
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "drive_mask2image.yaml"
 OUTSIDE, RETINA, VESSEL = 0, 1, 2
 CONDITIONS = ("real", "real+classic", "synthetic", "real+synthetic", "real+classic+synthetic")
+#: classic pipelines: MONAI's defaults of the utility protocol (flip, affine with bilinear
+#: resampling, intensity jitter), or only exact orientations (flips on both axes and quarter turns:
+#: no resampling of 1-2 pixel vessels) with the same intensity jitter
+CLASSIC = {
+    "default": ClassicAugmentation(),
+    "orientations": ClassicAugmentation(flip_axes=(0, 1), rotate90_prob=0.75, affine_prob=0.0),
+}
 
 
 def write_label_maps(data: Path, out: Path) -> Path:
@@ -192,7 +201,7 @@ def segmentation_utility(
         np.concatenate([sets["real"][1], sets["synthetic"][1]]),
     )
     sets["real+classic"], sets["real+classic+synthetic"] = sets["real"], sets["real+synthetic"]
-    classic = ClassicAugmentation()
+    classic = CLASSIC[args.classic]
     height, width = test_x.shape[-2:]
     padded = pad_to(test_x, settings.size_multiple)
     result.update(
@@ -251,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         choices=CONDITIONS,
         help="training conditions to run (e.g. one per process on a shared machine)",
     )
+    parser.add_argument(
+        "--classic", choices=sorted(CLASSIC), default="default", help="the classic pipeline"
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -273,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     images_dir, labels_dir = training_subset(args.data, all_labels, chosen, args.work / "subset")
     n_synthetic = args.n_synthetic or 2 * len(chosen)
     result: dict = {"data": str(args.data), "work": str(args.work), "fraction": args.fraction,
-                    "subset_seed": args.subset_seed, "subset": chosen.tolist()}  # fmt: skip
+                    "subset_seed": args.subset_seed, "subset": chosen.tolist(),
+                    "classic": args.classic}  # fmt: skip
     print(f"training subset: {len(chosen)} of {n_train} images {chosen.tolist()}", flush=True)
     if args.model is None:
         overrides = [

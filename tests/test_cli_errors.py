@@ -87,6 +87,11 @@ CASES = [
         f"{UNWRITABLE}.nii.gz",
         marks=(needs_proc,),
     ),
+    # ---- usage (the command-line parser's own errors)
+    Case("usage-missing-argument", ("generate",), "Missing argument 'model'"),
+    Case("usage-unknown-option", ("train", "--bogus", "x.yaml"), "No such option: --bogus"),
+    Case("usage-not-a-number", ("generate", "{dcgan}", "-n", "many"), "medisynth generate --help"),
+    Case("usage-unknown-command", ("trian",), "No such command 'trian'"),
     # ---- push
     Case("push-negative-timeout", ("push", "{dicom}", "--to", PACS, "--timeout", "-1"), "timeout"),
     Case(

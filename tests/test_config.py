@@ -75,6 +75,20 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
     assert again.model.betas == (0.5, 0.99)
 
 
+def test_yaml_off_yes_and_no_stay_words(tmp_path: Path) -> None:
+    """YAML 1.1 would read ``ada: off`` as ``False`` and fail the choice of strings; the config
+    reader keeps 1.2 booleans, and boolean settings still take the words."""
+    (tmp_path / "run.yaml").write_text(
+        "model: {family: style, ada: off, conditional: yes}\ntrain: {record_paths: no}\n",
+        encoding="utf-8",
+    )
+    cfg = load_config(tmp_path / "run.yaml", ["model.ada=off"])
+    assert cfg.model.ada == "off" and cfg.model.conditional is True
+    assert cfg.train.record_paths is False
+    save_config(cfg, tmp_path / "saved.yaml")
+    assert load_config(tmp_path / "saved.yaml") == cfg
+
+
 def test_load_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "missing.yaml")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.exceptions import TyperException
 
 from medisynth.errors import MedisynthError
 from medisynth.validate.registry import DEFAULT_METRICS, METRICS
@@ -649,8 +650,13 @@ def main(argv: list[str] | None = None) -> int:
     ``error: ...``, no traceback; also the operating system refusing a path, e.g. no permission
     or no such folder, and running out of memory), 3 an internal error, 130 interrupted."""
     try:
-        # standalone mode: usage errors print the usage line and exit with status 2
-        app(args=argv, prog_name="medisynth")
+        # not standalone: usage errors come here as exceptions, to print them as one line
+        done = app(args=argv, prog_name="medisynth", standalone_mode=False)
+        return done if isinstance(done, int) else 0
+    except TyperException as err:  # a usage error: unknown option, missing argument, bad value
+        where = getattr(getattr(err, "ctx", None), "command_path", "medisynth")
+        typer.echo(f"error: {_one_line(err.format_message())} (see: {where} --help)", err=True)
+        return 2
     except SystemExit as done:
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     except MedisynthError as err:

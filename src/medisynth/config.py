@@ -51,6 +51,7 @@ from medisynth.settings import (
     TrainConfig,
     apply_override,
     format_validation_error,
+    load_yaml,
     yaml_problem,
 )
 from medisynth.settings import check_keys as check_section_keys
@@ -180,7 +181,7 @@ def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: cannot read the config ({err})") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({yaml_problem(err)})") from None
     if data is None:

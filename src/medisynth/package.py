@@ -47,6 +47,7 @@ from medisynth.files import atomic_folder, atomic_path, atomic_write_text
 from medisynth.gans import get_family
 from medisynth.gans.base import DataInfo, GANFamily, StepContext
 from medisynth.package_format import format_name, format_version, migrate
+from medisynth.settings import load_yaml
 
 log = logging.getLogger(__name__)
 
@@ -480,7 +481,7 @@ def load_package(folder: str | os.PathLike[str], device: str = "cpu") -> ModelPa
         )
     try:
         card = read_card(folder)
-        config_data = yaml.safe_load((folder / CONFIG).read_text(encoding="utf-8"))
+        config_data = load_yaml((folder / CONFIG).read_text(encoding="utf-8"))
         intensity = intensity_map_from_dict(
             json.loads((folder / INTENSITY).read_text(encoding="utf-8"))
         )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -270,6 +271,33 @@ class CardConfig(StrictModel):
     limitations: list[str] = Field(default_factory=lambda: list(DEFAULT_LIMITATIONS))
 
 
+# ----------------------------------------------------------------------------- YAML
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 booleans: only ``true`` / ``false``.
+
+    YAML 1.1 reads ``off``, ``on``, ``yes`` and ``no`` as booleans, so ``ada: off`` would reach
+    a choice of strings as ``False``. Here they stay strings; a boolean setting still accepts
+    them (pydantic reads ``"off"`` as ``False``).
+
+    >>> load_yaml("ada: off\nconditional: true")
+    {'ada': 'off', 'conditional': True}
+    """
+
+
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text with :class:`ConfigLoader` (raises ``yaml.YAMLError``)."""
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 # ----------------------------------------------------------------------------- overrides
 def apply_override(data: dict[str, Any], item: str) -> None:
     """Set ``a.b.c=value`` in a nested mapping; the value is parsed as YAML (``1e-4``, ``[0, 1]``).
@@ -283,7 +311,7 @@ def apply_override(data: dict[str, Any], item: str) -> None:
     if not sep or not key:
         raise ConfigError(f"override {item!r} must look like key=value, e.g. train.steps=500")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     parts = key.split(".")

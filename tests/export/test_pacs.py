@@ -6,7 +6,10 @@ import contextlib
 import io
 import socket
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -95,6 +98,55 @@ def test_server_down_and_timeouts_fail_loudly(series: list[Path]) -> None:
         for conn in accepted:
             conn.close()
         silent.close()
+
+
+@contextlib.contextmanager
+def _stalling_scp(stall_from: int, stall_until: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    """A pynetdicom storage SCP on loopback whose C-STORE calls ``stall_from`` to
+    ``stall_until`` (counted over all associations, from 1) hang for 2 s before storing: a
+    server that stops answering mid-series. Yields the port and the stored instances."""
+    from pynetdicom import AE, AllStoragePresentationContexts, evt
+
+    stored: dict[str, Any] = {}
+    calls = [0]
+
+    def handle(event: Any) -> int:
+        calls[0] += 1
+        if stall_from <= calls[0] <= stall_until:
+            time.sleep(2.0)
+        stored[str(event.dataset.SOPInstanceUID)] = event.dataset
+        return 0x0000
+
+    ae = AE("STALLING")
+    ae.supported_contexts = AllStoragePresentationContexts
+    server = ae.start_server(
+        ("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, handle)]
+    )
+    try:
+        yield server.server_address[1], stored
+    finally:
+        server.shutdown()
+
+
+def test_c_store_sends_again_what_a_stalled_server_left_unanswered(series: list[Path]) -> None:
+    """The server stops answering at the fourth instance: the push resends the unanswered
+    ones over a new association, and every instance arrives exactly once by UID."""
+    with _stalling_scp(4, 4) as (port, stored):
+        result = push(series, f"dicom://STALLING@127.0.0.1:{port}", timeout=0.5)
+        time.sleep(2.0)  # let the stalled call finish
+    assert sorted(result.sent) == sorted(series) and not result.failed
+    assert set(stored) == {str(pydicom.dcmread(f).SOPInstanceUID) for f in series}
+
+
+def test_c_store_gives_up_after_its_retries(series: list[Path]) -> None:
+    """A server that stalls on every instance from the fourth on: after the retries the push
+    fails, naming what was stored and what got no answer."""
+    with _stalling_scp(4, 10**6) as (port, _), pytest.raises(PushError, match="FAILED") as info:
+        push(series, f"dicom://STALLING@127.0.0.1:{port}", timeout=0.5)
+    result = info.value.result
+    assert result is not None and len(result.sent) == 3
+    assert len(result.failed) == len(series) - 3
+    assert all("no response" in why or "lost" in why for _, why in result.failed)
 
 
 def test_real_patient_images_are_not_pushed(shared_data: Path, orthanc: LocalOrthanc) -> None:

@@ -220,6 +220,37 @@ def test_classic_pairs_move_image_and_mask_together() -> None:
     assert torch.equal(again[0], ax) and torch.equal(again[1], am)  # seeded
 
 
+def test_quarter_turns_and_flips_give_exact_orientations_of_image_and_mask() -> None:
+    """Flips on both axes and quarter turns, no affine, no intensity change: every output pair
+    is one of the eight orientations of its input pair (exact values, image and mask alike),
+    several of them occur, and the description lists what ran."""
+    from medisynth.metrics.augmentation import augment_pairs
+
+    exact = U.ClassicAugmentation(
+        flip_axes=(0, 1), rotate90_prob=0.75, affine_prob=0.0, intensity_prob=0.0
+    )
+    names = exact.describe(2)
+    assert names[2].startswith("RandRotate90") and not any("RandAffine" in n for n in names)
+    x = torch.rand(16, 1, 6, 6)
+    m = (x > 0.5).float()
+    ax, am = augment_pairs(x, m, exact.pair_pipeline((6, 6), seed=0))
+    seen = set()
+    for image, mask, out_image, out_mask in zip(x, m, ax, am, strict=True):
+        matches = [
+            (k, flip)
+            for k in range(4)
+            for flip in (False, True)
+            if torch.equal(torch.rot90(image.flip(-1) if flip else image, k, (-2, -1)), out_image)
+        ]
+        assert matches, "not an orientation of the input"
+        k, flip = matches[0]
+        assert torch.equal(torch.rot90(mask.flip(-1) if flip else mask, k, (-2, -1)), out_mask)
+        seen.add(matches[0])
+    assert len(seen) >= 4
+    with pytest.raises(ValueError, match="square"):
+        exact.pipeline((6, 8), seed=0)
+
+
 def test_classic_augmentation_on_volumes_rotates_about_each_axis() -> None:
     augment = U.ClassicAugmentation(flip_axes=(0, 1, 2))
     names = augment.describe(3)

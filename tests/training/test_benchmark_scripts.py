@@ -95,12 +95,15 @@ def test_drive_mask2image_on_a_tiny_drive_like_folder(tmp_path: Path) -> None:
     args = ["--data", str(tmp_path / "drive"), "--work", str(tmp_path / "work"), "--steps", "2"]
     args += ["--n-synthetic", "3", "--epochs", "1", "--patch", "32", "--patches-per-image", "2"]
     args += [item for setting in tiny for item in ("--set", setting)]
+    args += ["--classic", "orientations"]
     assert bench.main([*args, "--json", str(tmp_path / "result.json")]) == 0
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["gan"]["steps"] == 2 and result["n_synthetic"] == 3
     assert set(result["conditions"]) == set(bench.CONDITIONS)
     assert all(0 <= c["dice_fov"]["mean"] <= 1 for c in result["conditions"].values())
-    assert result["conditions"]["real+classic"]["augmentation"][0].startswith("RandFlip")
+    classic = result["conditions"]["real+classic"]["augmentation"]
+    assert classic[0].startswith("RandFlip") and classic[2].startswith("RandRotate90")
+    assert result["classic"] == "orientations" and not any("RandAffine" in n for n in classic)
     assert result["conditions"]["real+synthetic"]["augmentation"] is None
     assert result["gan_over_classic"]["verdict"].count("classic augmentation") == 1
     # half the training images: the GAN, its label maps and the real pairs are that one image

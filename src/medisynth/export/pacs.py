@@ -2,7 +2,8 @@
 
 Destinations are URLs:
 
-* ``dicom://AET@host:port``: C-STORE over one association for all instances, TCP_NODELAY on.
+* ``dicom://AET@host:port``: C-STORE over one association for all instances, TCP_NODELAY on;
+  instances left without an answer go again over a new association (twice at most).
 * ``dicomweb://host:port/dicom-web`` (``dicomwebs://`` for HTTPS): STOW-RS to ``.../studies``,
   in batches.
 
@@ -206,9 +207,37 @@ def push(
     return result
 
 
+#: new associations tried for instances that got no answer (C-STORE is idempotent per SOP
+#: Instance UID, so sending one again cannot duplicate it)
+C_STORE_RETRIES = 2
+
+
 def _c_store(
     target: Destination, files: list[Path], datasets: list[Any], calling_aet: str, timeout: float
 ) -> PushResult:
+    """Send over one association; instances left without an answer (a timeout, a lost
+    association) go again over a new one, up to :data:`C_STORE_RETRIES` times. An instance the
+    server answered with a failure status is not sent again."""
+    ae = _application_entity(datasets, calling_aet, timeout)
+    try:  # pynetdicom reports a refused connection as an abort: tell them apart first
+        socket.create_connection((target.host, target.port), timeout=timeout).close()
+    except OSError as err:
+        reason = f"cannot connect to {target} ({err.strerror or err}): is the server up?"
+        failed = PushResult(str(target), failed=[(f, reason) for f in files])
+        raise PushError(reason, failed) from err
+    result = PushResult(str(target))
+    pending = list(zip(files, datasets, strict=True))
+    unanswered = _send_over_one_association(ae, target, pending, timeout, result)
+    for _ in range(C_STORE_RETRIES):
+        if not unanswered:
+            break
+        unanswered = _send_over_one_association(ae, target, unanswered, timeout, result)
+    result.failed.extend((path, reason) for path, _, reason in unanswered)
+    return result
+
+
+def _application_entity(datasets: list[Any], calling_aet: str, timeout: float) -> Any:
+    """A pynetdicom AE asking for every SOP class and transfer syntax of ``datasets``."""
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
     from pynetdicom import AE
 
@@ -223,44 +252,52 @@ def _c_store(
         ae.add_requested_context(
             sop_class, sorted(syntaxes | {ExplicitVRLittleEndian, ImplicitVRLittleEndian})
         )
-    try:  # pynetdicom reports a refused connection as an abort: tell them apart first
-        socket.create_connection((target.host, target.port), timeout=timeout).close()
-    except OSError as err:
-        reason = f"cannot connect to {target} ({err.strerror or err}): is the server up?"
-        failed = PushResult(str(target), failed=[(f, reason) for f in files])
-        raise PushError(reason, failed) from err
+    return ae
+
+
+def _send_over_one_association(
+    ae: Any,
+    target: Destination,
+    pending: list[tuple[Path, Any]] | list[tuple[Path, Any, str]],
+    timeout: float,
+    result: PushResult,
+) -> list[tuple[Path, Any, str]]:
+    """C-STORE ``pending`` over a new association, adding answered instances to ``result``;
+    returns those without an answer, with the reason."""
     assoc = ae.associate(target.host, target.port, ae_title=target.called_aet)
     if not assoc.is_established:
         if assoc.is_rejected or assoc.is_aborted:
             how = "rejected" if assoc.is_rejected else "aborted"
             reason = (
                 f"{target} refused the association ({how}): check the called AE title "
-                f"{target.called_aet!r} and that the server accepts calling AE {calling_aet!r}"
+                f"{target.called_aet!r} and that the server accepts calling AE {ae.ae_title!r}"
             )
         else:
             reason = f"no answer from {target} within {timeout:g} s (timeout)"
-        raise PushError(reason, PushResult(str(target), failed=[(f, reason) for f in files]))
+        if not result.sent:  # nothing stored yet: the association itself is the error
+            failed = [*result.failed, *((path, reason) for path, *_ in pending)]
+            raise PushError(reason, PushResult(str(target), failed=failed))
+        return [(path, ds, reason) for path, ds, *_ in pending]
     sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
     if sock is not None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    result = PushResult(str(target))
+    unanswered: list[tuple[Path, Any, str]] = []
     try:
-        for path, ds in zip(files, datasets, strict=True):
+        for path, ds, *_ in pending:
             if not assoc.is_established:
-                result.failed.append((path, "association lost"))
+                unanswered.append((path, ds, "association lost"))
                 continue
-            status = assoc.send_c_store(ds)
-            code = getattr(status, "Status", None)
+            code = getattr(assoc.send_c_store(ds), "Status", None)
             if code in _STORED_STATUSES:
                 result.sent.append(path)
             elif code is None:
-                result.failed.append((path, "no response (timeout or connection lost)"))
+                unanswered.append((path, ds, "no response (timeout or connection lost)"))
             else:
                 result.failed.append((path, f"C-STORE status 0x{int(code):04X}"))
     finally:
         if assoc.is_established:
             assoc.release()
-    return result
+    return unanswered
 
 
 def _stow_rs(

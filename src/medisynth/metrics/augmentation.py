@@ -47,7 +47,12 @@ class ClassicAugmentation:
         flip_axes: spatial axes flipped, each with probability ``flip_prob`` (``-1``: the last,
             left-right; in 3D ``(0, 1, 2)`` flips along every axis). Default left-right only:
             anatomy is rarely plausible upside down.
-        affine_prob: probability of the random affine map (rotation, translation, scale).
+        rotate90_prob: probability of a quarter, half or three-quarter turn (MONAI
+            ``RandRotate90``, exact: no resampling; in 3D about the first axis, turning the
+            last two). Off by default; with flips on both axes it gives all eight orientations
+            of a square patch, the lossless choice for orientation-free data (vessel patches).
+        affine_prob: probability of the random affine map (rotation, translation, scale;
+            0 leaves it out).
         rotate_degrees: rotation drawn in ``[-r, r]`` degrees (in 3D about each axis).
         translate_fraction: shift drawn in ``[-t, t]`` times the size, per axis.
         scale_fraction: scale factor drawn in ``[1 - s, 1 + s]``, per axis.
@@ -60,6 +65,7 @@ class ClassicAugmentation:
 
     flip_axes: tuple[int, ...] = (-1,)
     flip_prob: float = 0.5
+    rotate90_prob: float = 0.0
     affine_prob: float = 0.8
     rotate_degrees: float = 10.0
     translate_fraction: float = 0.1
@@ -71,6 +77,16 @@ class ClassicAugmentation:
 
     def _flip_axes(self, spatial_dims: int) -> tuple[int, ...]:
         return tuple(sorted({a % spatial_dims for a in self.flip_axes}))
+
+    def _turn_axes(self, spatial_shape: Sequence[int]) -> tuple[int, int]:
+        """The plane of the quarter turns (the last two axes); they must be equal in size."""
+        axes = (len(spatial_shape) - 2, len(spatial_shape) - 1)
+        if self.rotate90_prob > 0 and spatial_shape[axes[0]] != spatial_shape[axes[1]]:
+            raise ValueError(
+                f"quarter turns need square images (got {tuple(spatial_shape)}); "
+                "set rotate90_prob to 0"
+            )
+        return axes
 
     def _affine_ranges(self, spatial_shape: Sequence[int]) -> dict[str, Any]:
         d = len(spatial_shape)
@@ -88,17 +104,29 @@ class ClassicAugmentation:
             RandAdjustContrast,
             RandAffine,
             RandFlip,
+            RandRotate90,
             RandScaleIntensity,
             RandShiftIntensity,
         )
 
         shape = tuple(int(s) for s in spatial_shape)
         flips = [RandFlip(self.flip_prob, a) for a in self._flip_axes(len(shape))]
+        turns = [RandRotate90(self.rotate90_prob, 3, self._turn_axes(shape))]
+        affine = [
+            RandAffine(
+                self.affine_prob,
+                **self._affine_ranges(shape),
+                spatial_size=shape,
+                cache_grid=True,
+                mode="bilinear",
+                padding_mode="zeros",
+            ),
+        ]
         compose = Compose(
             [
                 *flips,
-                RandAffine(self.affine_prob, **self._affine_ranges(shape), spatial_size=shape,
-                           cache_grid=True, mode="bilinear", padding_mode="zeros"),
+                *(turns if self.rotate90_prob > 0 else []),
+                *(affine if self.affine_prob > 0 else []),
                 RandAdjustContrast(self.intensity_prob, gamma=self.contrast_gamma),
                 RandScaleIntensity(self.intensity_scale, prob=self.intensity_prob),
                 RandShiftIntensity(self.brightness, prob=self.intensity_prob),
@@ -115,6 +143,7 @@ class ClassicAugmentation:
             RandAdjustContrastd,
             RandAffined,
             RandFlipd,
+            RandRotate90d,
             RandScaleIntensityd,
             RandShiftIntensityd,
         )
@@ -122,12 +151,23 @@ class ClassicAugmentation:
         shape = tuple(int(s) for s in spatial_shape)
         both = (IMAGE, MASK)
         flips = [RandFlipd(both, self.flip_prob, a) for a in self._flip_axes(len(shape))]
+        turns = [RandRotate90d(both, self.rotate90_prob, 3, self._turn_axes(shape))]
+        affine = [
+            RandAffined(
+                both,
+                spatial_size=shape,
+                prob=self.affine_prob,
+                cache_grid=True,
+                mode=("bilinear", "nearest"),
+                padding_mode="zeros",
+                **self._affine_ranges(shape),
+            ),
+        ]
         compose = Compose(
             [
                 *flips,
-                RandAffined(both, spatial_size=shape, prob=self.affine_prob, cache_grid=True,
-                            mode=("bilinear", "nearest"), padding_mode="zeros",
-                            **self._affine_ranges(shape)),
+                *(turns if self.rotate90_prob > 0 else []),
+                *(affine if self.affine_prob > 0 else []),
                 RandAdjustContrastd(IMAGE, self.intensity_prob, gamma=self.contrast_gamma),
                 RandScaleIntensityd(IMAGE, self.intensity_scale, prob=self.intensity_prob),
                 RandShiftIntensityd(IMAGE, self.brightness, prob=self.intensity_prob),
@@ -143,11 +183,16 @@ class ClassicAugmentation:
             f"RandFlip(spatial_axis={a}, prob={self.flip_prob:g})"
             for a in self._flip_axes(spatial_dims)
         ]
-        return [
-            *flips,
+        turns = [f"RandRotate90(prob={self.rotate90_prob:g}, max_k=3)"]
+        affine = [
             f"RandAffine(prob={self.affine_prob:g}, rotate {rotate}, translate "
             f"±{self.translate_fraction:.0%} of the size per axis, scale "
             f"±{self.scale_fraction:.0%} per axis, bilinear, zero padding)",
+        ]
+        return [
+            *flips,
+            *(turns if self.rotate90_prob > 0 else []),
+            *(affine if self.affine_prob > 0 else []),
             f"RandAdjustContrast(prob={self.intensity_prob:g}, gamma={list(self.contrast_gamma)})",
             f"RandScaleIntensity(prob={self.intensity_prob:g}, factors=±{self.intensity_scale:g})",
             f"RandShiftIntensity(prob={self.intensity_prob:g}, offsets=±{self.brightness:g})",
