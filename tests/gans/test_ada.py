@@ -115,6 +115,34 @@ def test_each_image_is_augmented_with_probability_p(transform: str, rate: float)
     assert changed == pytest.approx(0.3 * rate, abs=0.07)
 
 
+def test_transforming_only_the_chosen_images_equals_transforming_the_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pipeline computes each transform for the chosen images only; with every transform
+    computed for the whole batch and the chosen images kept, the output and the gradient are
+    the same (p = 0.3: some images chosen; p = 1: all)."""
+    import medisynth.gans.ada as ada
+
+    def whole_batch(x, on, transform):  # type: ignore[no-untyped-def]
+        everything = transform(x, torch.arange(len(x)))
+        return torch.where(on.view(-1, 1, 1, 1), everything, x)
+
+    x = blobs(24, size=12)
+    for p in (0.3, 1.0):
+        outputs, grads = [], []
+        for chooser in (ada._on_chosen, whole_batch):
+            monkeypatch.setattr(ada, "_on_chosen", chooser)
+            torch.manual_seed(4)
+            leaf = x.clone().requires_grad_(True)
+            out = augment(leaf, p)
+            (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+            outputs.append(out.detach())
+            grads.append(leaf.grad)
+        torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=1e-6)
+        torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-6)
+        assert not torch.equal(outputs[0], x)
+
+
 def test_small_p_does_not_shift_the_intensity_distribution() -> None:
     torch.manual_seed(0)
     x = blobs(512, size=16)

@@ -37,6 +37,12 @@ def test_train_throughput_and_loss_curves(tmp_path: Path, tiny_npz: Path, monkey
     assert "fp32_g_loss" in rows[0]
 
 
+def test_ada_pipeline_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
+    bench = load("ada_pipeline")
+    assert bench.main(["--size", "8", "--batch-size", "4", "--p", "0.5", "--calls", "1"]) == 0
+    assert "p = 0.5: chosen images only" in capsys.readouterr().out
+
+
 def test_train_throughput_of_the_style_family(tmp_path: Path) -> None:
     import torch
 

@@ -31,7 +31,7 @@ channels, in plain PyTorch on ``(N, C, H, W)`` tensors in [-1, 1]:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
@@ -177,6 +177,23 @@ def cutout(x: torch.Tensor, centre: torch.Tensor, size: float, fill: float = 0.0
 
 
 # -------------------------------------------------------------------------------- the pipeline
+def _on_chosen(
+    x: torch.Tensor,
+    on: torch.Tensor,
+    transform: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """``x`` with ``transform(images, index)`` applied to the images where ``on`` is true, and
+    computed for those images only (at a small ``p`` most transforms touch few images, or
+    none); the others keep their exact values. Every transform works image by image, so this
+    equals transforming the whole batch and keeping the chosen images."""
+    index = on.nonzero().flatten()
+    if index.numel() == 0:
+        return x
+    if index.numel() == len(x):
+        return transform(x, index)
+    return x.index_copy(0, index, transform(x.index_select(0, index), index))
+
+
 def check_transforms(transforms: Sequence[str]) -> None:
     """Raise :class:`ConfigError` for a transform name that is not in :data:`TRANSFORMS`."""
     unknown = [name for name in transforms if name not in TRANSFORMS]
@@ -227,14 +244,17 @@ def augment(
         return torch.rand(n, device=device) < p
 
     if "xflip" in enabled:
-        x = xflip(x, chosen() & (torch.rand(n, device=device) < 0.5))
+        on = chosen() & (torch.rand(n, device=device) < 0.5)
+        x = _on_chosen(x, on, lambda part, _: part.flip(-1))
     if "rotate90" in enabled:
         turns = torch.randint(0, 4, (n,), device=device)
-        x = rotate90(x, torch.where(chosen(), turns, torch.zeros_like(turns)))
+        turns = torch.where(chosen(), turns, torch.zeros_like(turns))
+        x = _on_chosen(x, turns != 0, lambda part, index: rotate90(part, turns[index]))
     if "translate" in enabled:
         t = (torch.rand(n, 2, device=device) * 2 - 1) * translate_max
         t = torch.round(t * torch.tensor([h, w], device=device)).long()
-        x = translate_integer(x, torch.where(chosen().unsqueeze(1), t, torch.zeros_like(t)))
+        on = chosen()
+        x = _on_chosen(x, on, lambda part, index: translate_integer(part, t[index]))
     if "scale" in enabled or "rotate" in enabled:
         zoom = torch.exp2(torch.randn(n, device=device) * scale_std)
         zoom_on = chosen() & ("scale" in enabled)
@@ -242,17 +262,21 @@ def augment(
         angle_on = chosen() & ("rotate" in enabled)
         zoom = torch.where(zoom_on, zoom, torch.ones_like(zoom))
         angle = torch.where(angle_on, angle, torch.zeros_like(angle))
-        moved = affine_resample(x, affine_matrix(zoom, angle, h, w))
-        x = torch.where(_per_image(zoom_on | angle_on), moved, x)
+        matrix = affine_matrix(zoom, angle, h, w)
+        x = _on_chosen(
+            x, zoom_on | angle_on, lambda part, index: affine_resample(part, matrix[index])
+        )
     if "brightness" in enabled:
         offset = torch.randn(n, device=device) * brightness_std
-        x = torch.where(_per_image(chosen()), adjust_brightness(x, offset), x)
+        x = _on_chosen(x, chosen(), lambda part, index: adjust_brightness(part, offset[index]))
     if "contrast" in enabled:
         factor = torch.exp2(torch.randn(n, device=device) * contrast_std)
-        x = torch.where(_per_image(chosen()), adjust_contrast(x, factor), x)
+        x = _on_chosen(x, chosen(), lambda part, index: adjust_contrast(part, factor[index]))
     if "cutout" in enabled:
         centre = torch.rand(n, 2, device=device)
-        x = torch.where(_per_image(chosen()), cutout(x, centre, cutout_size, cutout_fill), x)
+        x = _on_chosen(
+            x, chosen(), lambda part, index: cutout(part, centre[index], cutout_size, cutout_fill)
+        )
     return x
 
 
