@@ -279,8 +279,10 @@ class ConfigLoader(yaml.SafeLoader):
     a choice of strings as ``False``. Here they stay strings; a boolean setting still accepts
     them (pydantic reads ``"off"`` as ``False``).
 
-    >>> load_yaml("ada: off\nconditional: true")
-    {'ada': 'off', 'conditional': True}
+    >>> load_yaml("ada: off")
+    {'ada': 'off'}
+    >>> load_yaml("conditional: true")
+    {'conditional': True}
     """
 
 
