@@ -226,7 +226,7 @@ def _c_store(
         failed = PushResult(str(target), failed=[(f, reason) for f in files])
         raise PushError(reason, failed) from err
     result = PushResult(str(target))
-    pending = list(zip(files, datasets, strict=True))
+    pending = [(path, ds, "") for path, ds in zip(files, datasets, strict=True)]
     unanswered = _send_over_one_association(ae, target, pending, timeout, result)
     for _ in range(C_STORE_RETRIES):
         if not unanswered:
@@ -258,12 +258,12 @@ def _application_entity(datasets: list[Any], calling_aet: str, timeout: float) -
 def _send_over_one_association(
     ae: Any,
     target: Destination,
-    pending: list[tuple[Path, Any]] | list[tuple[Path, Any, str]],
+    pending: list[tuple[Path, Any, str]],
     timeout: float,
     result: PushResult,
 ) -> list[tuple[Path, Any, str]]:
-    """C-STORE ``pending`` over a new association, adding answered instances to ``result``;
-    returns those without an answer, with the reason."""
+    """C-STORE ``pending`` (path, dataset, why it is pending) over a new association, adding
+    answered instances to ``result``; returns those without an answer, with the reason."""
     assoc = ae.associate(target.host, target.port, ae_title=target.called_aet)
     if not assoc.is_established:
         if assoc.is_rejected or assoc.is_aborted:
@@ -275,15 +275,15 @@ def _send_over_one_association(
         else:
             reason = f"no answer from {target} within {timeout:g} s (timeout)"
         if not result.sent:  # nothing stored yet: the association itself is the error
-            failed = [*result.failed, *((path, reason) for path, *_ in pending)]
+            failed = [*result.failed, *((path, reason) for path, _, _ in pending)]
             raise PushError(reason, PushResult(str(target), failed=failed))
-        return [(path, ds, reason) for path, ds, *_ in pending]
+        return [(path, ds, reason) for path, ds, _ in pending]
     sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
     if sock is not None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     unanswered: list[tuple[Path, Any, str]] = []
     try:
-        for path, ds, *_ in pending:
+        for path, ds, _ in pending:
             if not assoc.is_established:
                 unanswered.append((path, ds, "association lost"))
                 continue

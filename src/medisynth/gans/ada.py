@@ -245,7 +245,7 @@ def augment(
 
     if "xflip" in enabled:
         on = chosen() & (torch.rand(n, device=device) < 0.5)
-        x = _on_chosen(x, on, lambda part, _: part.flip(-1))
+        x = _on_chosen(x, on, lambda part, index: xflip(part, on[index]))
     if "rotate90" in enabled:
         turns = torch.randint(0, 4, (n,), device=device)
         turns = torch.where(chosen(), turns, torch.zeros_like(turns))
