@@ -253,8 +253,7 @@ def augment(
     if "translate" in enabled:
         t = (torch.rand(n, 2, device=device) * 2 - 1) * translate_max
         t = torch.round(t * torch.tensor([h, w], device=device)).long()
-        on = chosen()
-        x = _on_chosen(x, on, lambda part, index: translate_integer(part, t[index]))
+        x = _on_chosen(x, chosen(), lambda part, index: translate_integer(part, t[index]))
     if "scale" in enabled or "rotate" in enabled:
         zoom = torch.exp2(torch.randn(n, device=device) * scale_std)
         zoom_on = chosen() & ("scale" in enabled)
